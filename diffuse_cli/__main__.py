@@ -1,0 +1,3 @@
+from diffuse_cli.cli import main
+
+main()

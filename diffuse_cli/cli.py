@@ -1,0 +1,615 @@
+"""The ``diffuse`` command line: parses options, calls the engine, reports on stderr.
+
+No TensorFlow here: the engine modules that need it (training, modelstore) are imported
+inside the commands that use them, so ``--help``, ``noise`` and ``encode-steps`` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from diffuse_cli import __version__
+from diffuse_cli.errors import InputError, Interrupted
+
+console = Console(stderr=True, highlight=False)
+
+app = typer.Typer(
+    name="diffuse",
+    help="Clean noisy signals, audio and images with a step-conditioned diffusion denoiser.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+# Options shared by several commands: one definition, one help text.
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Output file, or '-' for stdout.")]
+FormatOpt = Annotated[
+    Optional[str],
+    typer.Option("--format", help="Output format (png, jpeg, tiff, bmp, webp, wav, flac, ogg, csv, txt, npy); "
+                 "default: from the output's extension, or the input's format for '-'."),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr (errors still).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed: the same seed gives identical output.")]
+BitDepthOpt = Annotated[
+    Optional[int], typer.Option("--bit-depth", help="Images: write 8 or 16 bits per channel (default: as the input).")
+]
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"diffuse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Clean noisy signals, audio and images with a step-conditioned diffusion denoiser.
+
+    Every command reads '-' as stdin and writes '-' to stdout; messages go to stderr.
+    Exit codes: 0 ok, 1 internal error, 2 bad input, 130/143 interrupted.
+    """
+
+
+def info(message: str, quiet: bool) -> None:
+    if not quiet:
+        console.print(message)
+
+
+def emit_json(record: object, data_on_stdout: bool) -> None:
+    """JSON goes to stdout, unless stdout carries the data; then to stderr."""
+    text = json.dumps(record, indent=None, default=float)
+    print(text, file=sys.stderr if data_on_stdout else sys.stdout, flush=True)
+
+
+# --------------------------------------------------------------------------- noise
+
+
+@app.command(
+    epilog="Example: diffuse noise photo.png -o noisy.png --sigma 25 --seed 1\n\n"
+    "Example: cat speech.wav | diffuse noise - -o - --format wav --snr 10 > noisy.wav"
+)
+def noise(
+    input: Annotated[str, typer.Argument(help="Image, audio or signal file, or '-' for stdin.")],
+    output: OutputOpt,
+    kind: Annotated[str, typer.Option(help="gaussian, salt-pepper or diffusion.")] = "gaussian",
+    sigma: Annotated[
+        Optional[float], typer.Option(help="Gaussian std in the file's units (0-255 for 8-bit images).")
+    ] = None,
+    snr: Annotated[Optional[float], typer.Option(help="Gaussian noise for this target SNR in dB.")] = None,
+    amount: Annotated[float, typer.Option(help="Salt-and-pepper: fraction of pixels/samples hit.")] = 0.05,
+    salt_ratio: Annotated[float, typer.Option(help="Salt-and-pepper: fraction of hits set to the maximum.")] = 0.5,
+    step: Annotated[Optional[float], typer.Option(help="Diffusion: step t of q(x_t|x_0) (real values allowed).")] = None,
+    schedule: Annotated[str, typer.Option(help="Diffusion: linear or cosine betas.")] = "linear",
+    timesteps: Annotated[int, typer.Option(help="Diffusion: number of steps T.")] = 1000,
+    seed: SeedOpt = None,
+    format: FormatOpt = None,
+    bit_depth: BitDepthOpt = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Add Gaussian, salt-and-pepper or forward-diffusion noise to a file, reproducibly with --seed."""
+    from diffuse_cli import io
+    from diffuse_cli.noise import NoiseOptions, noise_media, validate_options
+
+    opts = NoiseOptions(kind=kind, sigma=sigma, snr=snr, amount=amount, salt_ratio=salt_ratio, step=step,
+                        schedule=schedule, timesteps=timesteps, seed=seed)
+    validate_options(opts)  # before reading stdin, so option errors come first
+    check_bit_depth(bit_depth)
+    io.check_output_path(output, [input], force)
+    media = io.load(input)
+    noisy, report = noise_media(media, opts)
+    fmt = io.save(noisy, output, fmt=format, bit_depth=bit_depth, force=force, inputs=[input])
+    report.update(input=input, output=output, format=fmt)
+    if "psnr_db" in report:
+        info(f"{output}: {kind} noise, PSNR {report['psnr_db']:.2f} dB against the input", quiet)
+    else:
+        info(f"{output}: {kind} noise, SNR {report['snr_db']:.2f} dB against the input", quiet)
+    if json_out:
+        emit_json(report, data_on_stdout=output == "-")
+
+
+def check_bit_depth(bit_depth: int | None) -> None:
+    if bit_depth not in (None, 8, 16):
+        raise InputError(f"--bit-depth {bit_depth}: images can be written with 8 or 16 bits per channel")
+
+
+# --------------------------------------------------------------------------- encode-steps
+
+
+@app.command(
+    "encode-steps",
+    epilog="Example: diffuse encode-steps --steps 0,5,10.5 --dim 16\n\n"
+    "Example: diffuse encode-steps --steps 0:1000:10 --dim 128 -o enc.png",
+)
+def encode_steps(
+    steps: Annotated[str, typer.Option(help="Comma list (0,5,10.5) or range START:STOP[:STEP].")] = "0:10",
+    dim: Annotated[int, typer.Option(help="Encoding size d_model (ignored with --model).")] = 16,
+    output: Annotated[
+        Optional[str], typer.Option("--output", "-o", help="Write .npy, .csv or .png (heatmap); '-' for stdout.")
+    ] = None,
+    model: Annotated[Optional[str], typer.Option(help="Show this trained model's encodings (learned too).")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="npy, csv or png (default: from -o).")] = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Print or save sinusoidal step encodings (the seed's formula), or a trained model's."""
+    from diffuse_cli import encoding, io
+
+    try:
+        t = encoding.parse_steps(steps)
+    except ValueError as err:
+        raise InputError(f"--steps {steps!r}: {err}") from None
+    if model is not None:
+        from diffuse_cli import modelstore  # imports TensorFlow: only for --model
+
+        loaded = modelstore.load_model(model)
+        values = loaded.step_encodings(t)
+        source = f"{model} ({loaded.config['embedding']})"
+    else:
+        if not 1 <= dim <= 8192:
+            raise InputError(f"--dim {dim}: must be between 1 and 8192")
+        values = encoding.sinusoidal_step_encoding(t, dim)
+        source = "sinusoidal"
+    if output is None:
+        if json_out:
+            emit_json({"steps": t.tolist(), "source": source, "encodings": values.tolist()}, False)
+        elif sys.stdout.isatty():
+            show_table(t, values, source)
+        else:
+            sys.stdout.write(encodings_csv(t, values))
+        return
+    fmt = (format or Path(output).suffix.lstrip(".") or "").lower()
+    if fmt not in ("npy", "csv", "png"):
+        raise InputError(f"{output}: cannot tell the format; use a .npy, .csv or .png name or --format")
+    io.check_output_path(output, [], force)
+    data = {"npy": encodings_npy, "csv": encodings_csv_bytes, "png": encodings_png}[fmt](t, values)
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        io.atomic_write_bytes(output, data, force=force)
+    info(f"{output}: {len(t)} steps x {values.shape[1]} dims ({source})", quiet)
+    if json_out:
+        emit_json({"output": output, "format": fmt, "steps": len(t), "dim": int(values.shape[1]),
+                   "source": source}, data_on_stdout=output == "-")
+
+
+def show_table(t, values, source: str) -> None:
+    from rich.table import Table
+
+    out = Console()
+    cols = min(values.shape[1], max(4, (out.width - 10) // 9))
+    table = Table(title=f"step encodings ({source}), {values.shape[1]} dims"
+                  + (f", first {cols} shown" if cols < values.shape[1] else ""))
+    table.add_column("t", justify="right")
+    for i in range(cols):
+        table.add_column(str(i), justify="right")
+    for step, row in zip(t, values):
+        table.add_row(f"{step:g}", *(f"{v:+.4f}" for v in row[:cols]))
+    out.print(table)
+
+
+def encodings_csv(t, values) -> str:
+    header = "t," + ",".join(f"e{i}" for i in range(values.shape[1]))
+    lines = [header] + [f"{s!r}," + ",".join(repr(float(v)) for v in row) for s, row in zip(t.tolist(), values)]
+    return "\n".join(lines) + "\n"
+
+
+def encodings_csv_bytes(t, values) -> bytes:
+    return encodings_csv(t, values).encode()
+
+
+def encodings_npy(t, values) -> bytes:
+    import io as pyio
+
+    import numpy as np
+
+    buf = pyio.BytesIO()
+    np.save(buf, np.asarray(values, dtype=np.float64), allow_pickle=False)
+    return buf.getvalue()
+
+
+def encodings_png(t, values) -> bytes:
+    """Heatmap: one row per step, one column per dimension; blue -1, white 0, red +1."""
+    import io as pyio
+
+    import numpy as np
+    from PIL import Image
+
+    v = np.clip(np.asarray(values, dtype=np.float64), -1, 1)
+    pos, neg = np.clip(v, 0, 1), np.clip(-v, 0, 1)
+    rgb = np.stack([1 - neg, 1 - np.maximum(pos, neg), 1 - pos], axis=-1)
+    img = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
+    zoom = max(1, min(16, 512 // max(v.shape)))
+    img = img.resize((v.shape[1] * zoom, v.shape[0] * zoom), Image.Resampling.NEAREST)
+    buf = pyio.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- train
+
+
+@app.command(
+    epilog="Example: diffuse train sample_data/photo-*.png --out models/photos --max-steps 2000\n\n"
+    "Example: diffuse train recordings/ --out models/speech --arch unet --epochs 5 --resume",
+)
+def train(
+    data: Annotated[list[str], typer.Argument(help="Files, folders or globs of images, audio or signals.")],
+    out: Annotated[str, typer.Option("--out", help="Model directory (config, weights, checkpoints, SavedModel).")],
+    arch: Annotated[str, typer.Option(help="unet (conditioned U-Net) or dense (the seed's Dense model).")] = "unet",
+    widths: Annotated[str, typer.Option(help="U-Net channel widths per level, comma separated.")] = "32,64,128",
+    blocks: Annotated[int, typer.Option(help="U-Net residual blocks per level.")] = 1,
+    dense_hidden: Annotated[int, typer.Option(help="Dense model: hidden units (the seed uses 128).")] = 128,
+    length: Annotated[Optional[int], typer.Option(help="Dense model: fixed signal length.")] = None,
+    embedding: Annotated[str, typer.Option(help="Step encoding: sinusoidal or learned.")] = "sinusoidal",
+    embedding_dim: Annotated[int, typer.Option(help="Step encoding size.")] = 64,
+    activation_noise: Annotated[
+        float, typer.Option(help="Std of Gaussian noise on activations during training (0: off).")
+    ] = 0.0,
+    schedule: Annotated[str, typer.Option(help="Noise schedule: linear or cosine.")] = "linear",
+    timesteps: Annotated[int, typer.Option(help="Diffusion length T.")] = 1000,
+    patch_size: Annotated[
+        Optional[int], typer.Option(help="Image patch side or signal segment length (default 64 / 1024).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Patches per training step.")] = 16,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Stop after this many epochs.")] = None,
+    steps_per_epoch: Annotated[int, typer.Option(help="Steps per epoch (validation runs after each).")] = 200,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam, warm-up then cosine decay).")] = 2e-4,
+    loss: Annotated[str, typer.Option(help="mse, l1, ssim or mse+ssim.")] = "mse",
+    loss_weights: Annotated[Optional[str], typer.Option(help="Weights for a mixed loss, e.g. 1,0.1.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Save a checkpoint every N steps.")] = 100,
+    keep: Annotated[int, typer.Option(help="Keep the last K checkpoints.")] = 3,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out.")] = False,
+    export_only: Annotated[bool, typer.Option(help="Only export the latest checkpoint (config, weights, SavedModel).")] = False,
+    strategy: Annotated[str, typer.Option(help="default, mirrored or multi-worker (reads TF_CONFIG).")] = "default",
+    seed: SeedOpt = 0,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train the step-conditioned denoiser on a folder of signals or images."""
+    try:
+        width_list = tuple(int(w) for w in widths.split(","))
+        weight_list = tuple(float(w) for w in loss_weights.split(",")) if loss_weights else None
+    except ValueError:
+        raise InputError("--widths/--loss-weights: give comma-separated numbers, e.g. 32,64,128") from None
+    from diffuse_cli import training  # imports TensorFlow
+
+    opts = training.TrainOptions(
+        data=list(data), out=out, arch=arch, widths=width_list, blocks=blocks, dense_hidden=dense_hidden,
+        length=length, embedding=embedding, embedding_dim=embedding_dim, activation_noise=activation_noise,
+        schedule=schedule, timesteps=timesteps, patch_size=patch_size, batch_size=batch_size,
+        max_steps=max_steps, epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr, loss=loss,
+        loss_weights=weight_list, checkpoint_every=checkpoint_every, keep=keep, resume=resume,
+        export_only=export_only, strategy=strategy, seed=seed,
+    )
+    with TrainProgress(quiet) as progress:
+        summary = training.train(opts, progress=progress.update)
+    info(f"{out}: trained {summary.get('steps')} steps, loss {summary.get('loss', float('nan')):.4f}", quiet)
+    if json_out:
+        emit_json(summary, data_on_stdout=False)
+
+
+class TrainProgress:
+    """Renders training events (dicts from training.train) as a Rich progress bar on stderr."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=console,
+            disable=quiet or not console.is_terminal,
+        )
+        self.task = None
+
+    def __enter__(self) -> "TrainProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, event: dict) -> None:
+        kind = event.get("event")
+        if self.task is None and event.get("total"):
+            self.task = self.progress.add_task("train", total=event["total"], stats="",
+                                               completed=event.get("step", 0))
+        if kind == "step" and self.task is not None:
+            stats = f"loss {event.get('loss', float('nan')):.4f}  {event.get('patches_per_s', 0):.0f} patches/s"
+            self.progress.update(self.task, completed=event["step"], stats=stats)
+        elif event.get("message") and not self.quiet:
+            self.progress.console.print(event["message"], markup=False)
+
+
+# --------------------------------------------------------------------------- denoise
+
+
+@app.command(
+    epilog="Example: diffuse denoise noisy.png -o clean.png\n\n"
+    "Example: diffuse denoise scans/ -o cleaned/ --model models/photos --json\n\n"
+    "Example: cat noisy.wav | diffuse denoise - -o - > clean.wav",
+)
+def denoise(
+    inputs: Annotated[Optional[list[str]], typer.Argument(help="Files, folders, globs, or '-' for stdin.")] = None,
+    output: Annotated[
+        Optional[str], typer.Option("--output", "-o", help="Output file, folder (for several inputs) or '-'.")
+    ] = None,
+    model: Annotated[
+        Optional[str], typer.Option(help="Trained model directory (default: the bundled model for the data).")
+    ] = None,
+    sigma: Annotated[
+        Optional[float], typer.Option(help="Noise std in the file's units (0-255 for 8-bit); default: estimated.")
+    ] = None,
+    method: Annotated[str, typer.Option(help="onestep (posterior mean, best PSNR), ddim or ddpm.")] = "onestep",
+    steps: Annotated[int, typer.Option(help="Reverse steps for ddim/ddpm.")] = 10,
+    noise_kind: Annotated[str, typer.Option(help="gaussian, salt-pepper or auto.")] = "gaussian",
+    tile: Annotated[int, typer.Option(help="Image tile side (pixels); memory stays bounded.")] = 256,
+    overlap: Annotated[int, typer.Option(help="Tile overlap (pixels), blended with a smooth window.")] = 32,
+    batch: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
+    reference: Annotated[
+        Optional[str], typer.Option(help="Clean file (or folder) to score input and output against.")
+    ] = None,
+    shard: Annotated[Optional[str], typer.Option(help="Process only slice I of N of the file list, as I/N.")] = None,
+    list_models: Annotated[bool, typer.Option("--list-models", help="List the bundled models and exit.")] = False,
+    seed: SeedOpt = None,
+    format: FormatOpt = None,
+    bit_depth: BitDepthOpt = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Clean files, folders or a stdin stream with a trained (or the bundled) model."""
+    from diffuse_cli import models as bundled
+
+    if list_models:
+        show_models(bundled.list_bundled(), json_out)
+        return
+    if not inputs:
+        raise InputError("no input given; pass files, folders, globs or '-' (see diffuse denoise --help)")
+    if output is None:
+        raise InputError("no output given; pass -o FILE, -o FOLDER for several inputs, or -o - for stdout")
+    check_bit_depth(bit_depth)
+    from diffuse_cli import denoise as engine
+    from diffuse_cli import io
+
+    options = engine.DenoiseOptions(sigma=sigma, method=method, steps=steps, noise_kind=noise_kind, seed=seed,
+                                    tile=tile, overlap=overlap, batch=batch)
+    engine.validate_options(options)
+    jobs = plan_jobs(inputs, output, shard, format)
+    single = len(jobs) == 1 and not Path(output).is_dir() and not any(io.is_collection(a) for a in inputs)
+    if single:
+        io.check_output_path(jobs[0][1], [jobs[0][0]], force)
+    elif output == "-":
+        raise InputError("-o -: several inputs need an output folder, not stdout")
+    records, failures = [], 0
+    models_cache: dict[str, object] = {}
+    with FileProgress(len(jobs), quiet) as progress:
+        for src, dst in jobs:
+            try:
+                record = denoise_one(src, dst, model, options, reference, format, bit_depth, force, inputs,
+                                     models_cache, progress)
+            except InputError as err:
+                if single:
+                    raise
+                failures += 1
+                console.print(f"diffuse: error: {one_line(str(err))} (skipped)", markup=False)
+                records.append({"input": src, "output": dst, "error": one_line(str(err))})
+                progress.file_done()
+                continue
+            records.append(record)
+            report_file(record, quiet)
+            progress.file_done()
+    if json_out:
+        emit_json(records[0] if single else {"files": records, "failed": failures}, data_on_stdout=output == "-")
+    if failures:
+        raise InputError(f"{failures} of {len(jobs)} files failed (see the messages above); the rest were written")
+
+
+def plan_jobs(inputs: list[str], output: str, shard: str | None, fmt: str | None) -> list[tuple[str, str]]:
+    """(input, output) pairs: one file to one output, or many files into an output folder mirroring names."""
+    from diffuse_cli import io
+
+    if inputs == ["-"]:
+        return [("-", output)]
+    if "-" in inputs:
+        raise InputError("'-' (stdin) cannot be mixed with other inputs")
+    pairs = io.expand_inputs_with_names(inputs)
+    if not pairs:
+        raise InputError(f"{' '.join(inputs)}: no image, audio or signal files found")
+    if shard:
+        pairs = shard_slice(pairs, shard)
+    if len(pairs) == 1 and not any(io.is_collection(a) for a in inputs) and not Path(output).is_dir():
+        return [(pairs[0][0], output)]
+    jobs = []
+    for src, rel in pairs:
+        dst = Path(output) / rel
+        if fmt:
+            dst = dst.with_suffix("." + fmt.lower().lstrip("."))
+        jobs.append((src, str(dst)))
+    return jobs
+
+
+def shard_slice(items: list, shard: str) -> list:
+    """The I-th (1-based) of N disjoint, deterministic slices of a sorted list: items[I-1::N]."""
+    try:
+        i, n = (int(v) for v in shard.split("/"))
+    except ValueError:
+        raise InputError(f"--shard {shard!r}: use I/N with 1 <= I <= N, e.g. 2/4") from None
+    if not 1 <= i <= n:
+        raise InputError(f"--shard {shard!r}: use I/N with 1 <= I <= N, e.g. 2/4")
+    return list(items)[i - 1 :: n]
+
+
+def denoise_one(src, dst, model_dir, options, reference, fmt, bit_depth, force, inputs, cache, progress) -> dict:
+    from diffuse_cli import denoise as engine
+    from diffuse_cli import io
+    from diffuse_cli import models as bundled
+
+    started = time.perf_counter()
+    if dst != "-":
+        io.check_output_path(dst, [src], force)
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    media = io.load(src)
+    model_path = model_dir or bundled.choose(media)
+    if model_path not in cache:
+        from diffuse_cli import modelstore  # imports TensorFlow
+
+        cache[model_path] = modelstore.load_model(model_path)
+    model = cache[model_path]
+    engine.check_model_fits(model.config, media, model_path)
+    progress.start_file(src)
+    cleaned, details = engine.denoise_media(media, model, options, progress=progress.tiles)
+    written = io.save(cleaned, dst, fmt=fmt, bit_depth=bit_depth, force=force, inputs=[src])
+    record = {"input": src, "output": dst, "format": written, "model": str(model_path), **details,
+              "seconds": round(time.perf_counter() - started, 3)}
+    if reference:
+        record["metrics"] = score(media, cleaned, reference_for(reference, src, inputs), dst)
+    return record
+
+
+def reference_for(reference: str, src: str, inputs: list[str]) -> str:
+    """A reference file, or the same-named file inside a reference folder."""
+    ref = Path(reference)
+    return str(ref / Path(src).name) if ref.is_dir() else reference
+
+
+def score(noisy, cleaned, reference: str, dst: str) -> dict:
+    """PSNR/SSIM (images, 0..max scale) or SNR/SI-SDR (signals) of input and output against a clean file."""
+    import numpy as np
+
+    from diffuse_cli import io, metrics
+    from diffuse_cli.noise import quantize_like_file
+
+    clean = io.load(reference)
+    if clean.samples.shape != noisy.samples.shape:
+        raise InputError(f"{reference}: reference shape {clean.samples.shape} differs from the input's "
+                         f"{noisy.samples.shape}; give the clean version of the same file")
+    ref = np.asarray(clean.samples, dtype=np.float64)
+    before = np.asarray(noisy.samples, dtype=np.float64)
+    after = quantize_like_file(cleaned, cleaned.samples)
+    if noisy.domain == "image":
+        return {"psnr_in": metrics.psnr(ref, before, 2.0), "psnr_out": metrics.psnr(ref, after, 2.0),
+                "ssim_in": metrics.ssim(ref, before, 2.0), "ssim_out": metrics.ssim(ref, after, 2.0)}
+    return {"snr_in": metrics.snr_db(ref, before), "snr_out": metrics.snr_db(ref, after),
+            "si_sdr_in": metrics.si_sdr(ref, before), "si_sdr_out": metrics.si_sdr(ref, after)}
+
+
+def report_file(record: dict, quiet: bool) -> None:
+    sigma = record.get("sigma")
+    how = "estimated" if record.get("sigma_estimated") else "given"
+    line = f"{record['input']} -> {record['output']}: sigma {sigma:.4g} ({how}), {record.get('method')}"
+    if record.get("noise_kind_used") and record.get("noise_kind_used") != "gaussian":
+        line += f", {record['noise_kind_used']} ({record.get('impulses', 0)} impulses filled)"
+    m = record.get("metrics")
+    if m and "psnr_in" in m:
+        line += f"; PSNR {m['psnr_in']:.2f} -> {m['psnr_out']:.2f} dB, SSIM {m['ssim_in']:.3f} -> {m['ssim_out']:.3f}"
+    elif m:
+        line += f"; SNR {m['snr_in']:.2f} -> {m['snr_out']:.2f} dB, SI-SDR {m['si_sdr_in']:.2f} -> {m['si_sdr_out']:.2f} dB"
+    info(line, quiet)
+
+
+def show_models(entries: list[dict], json_out: bool) -> None:
+    if json_out:
+        emit_json(entries, data_on_stdout=False)
+        return
+    from rich.table import Table
+
+    table = Table(title="bundled models")
+    for col in ("name", "domain", "channels", "arch", "sample rate", "trained on"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e["name"], e["domain"], str(e["channels"]), e["arch"], str(e.get("sample_rate") or "-"),
+                      e.get("trained_on", ""))
+    Console().print(table)
+
+
+class FileProgress:
+    """A Rich progress bar over files and, within a file, tiles; silent when stderr is not a terminal."""
+
+    def __init__(self, total_files: int, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 console=console, transient=True, disable=quiet or not console.is_terminal)
+        self.files = self.progress.add_task("files", total=total_files)
+        self.tile_task = None
+
+    def __enter__(self) -> "FileProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def start_file(self, name: str) -> None:
+        if self.tile_task is not None:
+            self.progress.remove_task(self.tile_task)
+        self.tile_task = self.progress.add_task(Path(name).name[:30], total=None)
+
+    def tiles(self, done: int, total: int) -> None:
+        if self.tile_task is not None:
+            self.progress.update(self.tile_task, completed=done, total=total)
+
+    def file_done(self) -> None:
+        self.progress.advance(self.files)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn every failure into one line on stderr and an exit code."""
+    from typer._click.exceptions import Abort, ClickException
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="diffuse", standalone_mode=False)
+    except ClickException as err:
+        console.print(f"diffuse: error: {one_line(err.format_message())}", markup=False)
+        code = 2 if err.exit_code in (1, 2) else err.exit_code
+    except InputError as err:
+        console.print(f"diffuse: error: {one_line(str(err))}", markup=False)
+        code = 2
+    except Interrupted as err:
+        console.print(f"diffuse: interrupted (signal {err.signum}); state saved", markup=False)
+        code = 128 + err.signum
+    except (KeyboardInterrupt, Abort):
+        console.print("diffuse: interrupted", markup=False)
+        code = 130
+    except BrokenPipeError:
+        code = 1
+    except Exception as err:  # anything else is our bug: one line, the traceback only on request
+        if os.environ.get("DIFFUSE_DEBUG"):
+            raise
+        console.print(f"diffuse: internal error: {type(err).__name__}: {one_line(str(err))} "
+                      "(set DIFFUSE_DEBUG=1 for a traceback)", markup=False)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+if __name__ == "__main__":
+    main()

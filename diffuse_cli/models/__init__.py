@@ -1,0 +1,53 @@
+"""Bundled default models: each a model directory next to this file (config.json + weights).
+
+Only config.json is read here (no TensorFlow), to list the models and pick one for a file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from diffuse_cli.errors import InputError
+
+MODELS_DIR = Path(__file__).resolve().parent
+
+
+def list_bundled() -> list[dict]:
+    """One entry per bundled model: name, path, domain, channels, arch, sample_rate, trained_on."""
+    entries = []
+    for config_path in sorted(MODELS_DIR.glob("*/config.json")):
+        try:
+            cfg = json.loads(config_path.read_text())
+        except (OSError, ValueError):
+            continue
+        training = cfg.get("training") or {}
+        entries.append({
+            "name": config_path.parent.name,
+            "path": str(config_path.parent),
+            "domain": cfg.get("domain"),
+            "channels": cfg.get("channels"),
+            "arch": cfg.get("arch"),
+            "sample_rate": cfg.get("sample_rate"),
+            "trained_on": training.get("description", ""),
+        })
+    return entries
+
+
+def choose(media) -> str:
+    """The bundled model for a loaded file: same domain (audio models serve signals too) and channels."""
+    entries = list_bundled()
+    channels = media.samples.shape[-1]
+    wanted = ("image",) if media.domain == "image" else (media.domain, "audio", "signal")
+    for domain in wanted:
+        for e in entries:
+            if e["domain"] != domain:
+                continue
+            if media.domain == "image" and e["channels"] != channels:
+                continue
+            return e["path"]
+    kind = f"{channels}-channel image" if media.domain == "image" else media.domain
+    raise InputError(
+        f"{media.source}: no bundled model for {kind} data; pass --model DIR "
+        f"(train one with: diffuse train FILES --out DIR)"
+    )

@@ -1,0 +1,160 @@
+"""Noise models: Gaussian (sigma or target SNR), salt-and-pepper, and forward diffusion q(x_t | x_0).
+
+numpy only. The array functions work in model units; :func:`noise_media` takes a user's
+options in the file's own units (design §1) and converts them once, here at the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from diffuse_cli import metrics
+from diffuse_cli.errors import InputError
+from diffuse_cli.schedule import Schedule, q_sample
+
+KINDS = ("gaussian", "salt-pepper", "diffusion")
+
+
+def add_noise(data: np.ndarray, noise_scale: float = 0.1, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The seed's noise addition layer: ``data + N(0, noise_scale^2)`` (here with an explicit generator)."""
+    rng = rng or np.random.default_rng()
+    return data + rng.normal(scale=noise_scale, size=np.shape(data))
+
+
+def sigma_for_snr(x: np.ndarray, snr_db: float) -> float:
+    """Noise std that gives a target SNR: ``sigma = sqrt(mean(x^2) / 10^(snr_db / 10))``."""
+    power = float(np.mean(np.asarray(x, dtype=np.float64) ** 2))
+    return float(np.sqrt(power / 10.0 ** (snr_db / 10.0)))
+
+
+def add_salt_pepper(
+    x: np.ndarray,
+    amount: float,
+    salt_ratio: float,
+    low: float,
+    high: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Set a fraction ``amount`` of positions (pixels or samples, all channels together) to an extreme.
+
+    Exactly ``round(amount * n)`` positions are hit; of those, ``round(salt_ratio * hits)`` become
+    ``high`` (salt) and the rest ``low`` (pepper). Returns (noisy, mask of hit positions).
+    """
+    x = np.array(x, copy=True)
+    positions = x.shape[:-1]  # last axis is channels
+    n = int(np.prod(positions))
+    hits = int(round(amount * n))
+    chosen = rng.choice(n, size=hits, replace=False)
+    n_salt = int(round(salt_ratio * hits))
+    flat = x.reshape(n, x.shape[-1])
+    flat[chosen[:n_salt]] = high
+    flat[chosen[n_salt:]] = low
+    mask = np.zeros(n, dtype=bool)
+    mask[chosen] = True
+    return flat.reshape(x.shape), mask.reshape(positions)
+
+
+def forward_diffusion(
+    x0: np.ndarray, step: float, schedule: Schedule, rng: np.random.Generator
+) -> np.ndarray:
+    """Forward diffusion at step t: ``x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps``, eps ~ N(0, I)."""
+    eps = rng.standard_normal(np.shape(x0))
+    return q_sample(np.asarray(x0, dtype=np.float64), eps, schedule.alpha_bar_at(step))
+
+
+@dataclass
+class NoiseOptions:
+    """What ``diffuse noise`` asks for. sigma is in the file's own units (0-255 for 8-bit images)."""
+
+    kind: str = "gaussian"
+    sigma: float | None = None
+    snr: float | None = None
+    amount: float = 0.05
+    salt_ratio: float = 0.5
+    step: float | None = None
+    schedule: str = "linear"
+    timesteps: int = 1000
+    seed: int | None = None
+
+
+def validate_options(opts: NoiseOptions) -> None:
+    """Reject impossible option values with a one-line reason (exit code 2 in the CLI)."""
+    if opts.kind not in KINDS:
+        raise InputError(f"--kind {opts.kind!r}: unknown noise kind; use one of {', '.join(KINDS)}")
+    if opts.kind == "gaussian":
+        if (opts.sigma is None) == (opts.snr is None):
+            raise InputError("--kind gaussian needs exactly one of --sigma or --snr")
+        if opts.sigma is not None and not (np.isfinite(opts.sigma) and opts.sigma >= 0):
+            raise InputError(f"--sigma {opts.sigma}: must be a finite number >= 0")
+        if opts.snr is not None and not np.isfinite(opts.snr):
+            raise InputError(f"--snr {opts.snr}: must be a finite number of dB")
+    if opts.kind == "salt-pepper":
+        if not 0 <= opts.amount <= 1:
+            raise InputError(f"--amount {opts.amount}: must be a fraction between 0 and 1")
+        if not 0 <= opts.salt_ratio <= 1:
+            raise InputError(f"--salt-ratio {opts.salt_ratio}: must be between 0 and 1")
+    if opts.kind == "diffusion":
+        if opts.timesteps < 2 or opts.timesteps > 100_000:
+            raise InputError(f"--timesteps {opts.timesteps}: must be between 2 and 100000")
+        if opts.step is None or not (0 <= opts.step <= opts.timesteps):
+            raise InputError(f"--step {opts.step}: --kind diffusion needs --step between 0 and --timesteps")
+        if opts.schedule not in ("linear", "cosine"):
+            raise InputError(f"--schedule {opts.schedule!r}: use linear or cosine")
+
+
+def quantize_like_file(media, samples: np.ndarray) -> np.ndarray:
+    """What the saved file will hold: clipped to the value range and, for integer images, rounded to levels."""
+    out = np.asarray(samples, dtype=np.float64)
+    if media.value_range is not None:
+        out = np.clip(out, *media.value_range)
+    if media.domain == "image" and media.bit_depth in (8, 16):
+        out = np.round((out + 1.0) * media.scale) / media.scale - 1.0
+    return out
+
+
+def noise_media(media, opts: NoiseOptions):
+    """Add the requested noise to a loaded file; returns (noisy Media, report dict).
+
+    The report gives the noise actually used in file units and the achieved PSNR
+    (images, on the 0..max scale) or SNR (audio/signals) of what will be written.
+    """
+    validate_options(opts)
+    rng = np.random.default_rng(opts.seed)
+    x = np.asarray(media.samples, dtype=np.float64)
+    report: dict = {"kind": opts.kind, "seed": opts.seed}
+    if opts.kind == "gaussian":
+        sigma_model = opts.sigma / media.scale if opts.sigma is not None else sigma_for_snr(x, opts.snr)
+        noisy = x + rng.standard_normal(x.shape) * sigma_model
+        report["sigma"] = sigma_model * media.scale
+    elif opts.kind == "salt-pepper":
+        if media.value_range is not None:
+            low, high = media.value_range
+        else:  # signals have no fixed range: use their own extremes
+            low, high = float(x.min()), float(x.max())
+        noisy, mask = add_salt_pepper(x, opts.amount, opts.salt_ratio, low, high, rng)
+        report["amount"] = float(mask.mean())
+        report["salt_ratio"] = opts.salt_ratio
+    else:
+        schedule = Schedule.create(opts.schedule, opts.timesteps)
+        if media.domain == "signal":
+            # Signals have arbitrary units: diffuse in robust-normalised units and map back.
+            from diffuse_cli.io import robust_denormalize, robust_normalize
+
+            z, centre, scale = robust_normalize(x)
+            noisy = robust_denormalize(forward_diffusion(z, opts.step, schedule, rng), centre, scale)
+        else:
+            noisy = forward_diffusion(x, opts.step, schedule, rng)
+        ab = float(schedule.alpha_bar_at(opts.step))
+        report.update(step=opts.step, schedule=opts.schedule, timesteps=opts.timesteps, alpha_bar=ab)
+    written = quantize_like_file(media, noisy)
+    report.update(quality_report(media, x, written))
+    return media.with_samples(written.astype(media.samples.dtype)), report
+
+
+def quality_report(media, clean: np.ndarray, other: np.ndarray) -> dict:
+    """PSNR/SSIM-free quick report: PSNR (dB, file scale) for images, SNR (dB) for audio and signals."""
+    if media.domain == "image":
+        return {"psnr_db": round(metrics.psnr(clean, other, data_range=2.0), 4)}
+    return {"snr_db": round(metrics.snr_db(clean, other), 4)}

@@ -1,0 +1,162 @@
+"""`diffuse noise` and `diffuse encode-steps` as a user runs them: files, pipes, exit codes, numbers
+checked independently of the package (Pillow, soundfile, numpy here)."""
+
+from __future__ import annotations
+
+import io as pyio
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from tests.helpers import diffuse, midtone_gray, speechlike
+
+
+@pytest.fixture
+def gray_png(tmp_path):
+    path = tmp_path / "gray.png"
+    Image.fromarray(midtone_gray(128, 160)).save(path)
+    return path
+
+
+@pytest.fixture
+def speech_wav(tmp_path):
+    path = tmp_path / "speech.wav"
+    sf.write(path, speechlike(16000, 2.0), 16000, subtype="PCM_16")
+    return path
+
+
+def test_gaussian_sigma25_psnr(gray_png, tmp_path):
+    out = tmp_path / "noisy.png"
+    r = diffuse("noise", gray_png, "-o", out, "--sigma", "25", "--seed", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    a = np.asarray(Image.open(gray_png), dtype=np.float64)
+    b = np.asarray(Image.open(out), dtype=np.float64)
+    psnr = 10 * math.log10(255**2 / np.mean((a - b) ** 2))
+    assert abs(psnr - 20.17) < 0.3
+    import json
+
+    report = json.loads(r.stdout)
+    assert abs(report["psnr_db"] - psnr) < 0.01
+
+
+def test_gaussian_snr10_on_audio(speech_wav, tmp_path):
+    out = tmp_path / "noisy.wav"
+    r = diffuse("noise", speech_wav, "-o", out, "--snr", "10", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    clean, sr = sf.read(speech_wav)
+    noisy, sr2 = sf.read(out)
+    assert sr2 == sr == 16000 and sf.info(out).subtype == "PCM_16"
+    snr = 10 * math.log10(np.sum(clean**2) / np.sum((noisy - clean) ** 2))
+    assert abs(snr - 10) < 0.2
+    assert "SNR" in r.stderr
+
+
+def test_salt_pepper_amount_and_ratio(gray_png, tmp_path):
+    out = tmp_path / "sp.png"
+    r = diffuse("noise", gray_png, "-o", out, "--kind", "salt-pepper", "--amount", "0.1", "--salt-ratio", "0.3",
+                "--seed", "0")
+    assert r.returncode == 0, r.stderr
+    a = np.asarray(Image.open(gray_png))
+    b = np.asarray(Image.open(out))
+    changed = a != b
+    assert abs(changed.mean() - 0.1) < 0.01
+    assert set(np.unique(b[changed])) <= {0, 255}
+    hit = b[changed]
+    assert abs((hit == 255).mean() - 0.3) < 0.03
+
+
+def test_diffusion_mean_and_variance(tmp_path):
+    """q(x_t|x_0) on a float WAV (no clipping, no quantisation): mean sqrt(ab) x0, variance 1 - ab."""
+    x0 = 0.5 * np.sin(np.linspace(0, 200 * np.pi, 400_000))
+    src, out = tmp_path / "x0.wav", tmp_path / "xt.wav"
+    sf.write(src, x0, 8000, subtype="DOUBLE")
+    r = diffuse("noise", src, "-o", out, "--kind", "diffusion", "--step", "100", "--seed", "5")
+    assert r.returncode == 0, r.stderr
+    xt, _ = sf.read(out)
+    ab = np.prod(1 - np.linspace(1e-4, 0.02, 1000)[:100])
+    resid = xt - math.sqrt(ab) * x0
+    n = len(x0)
+    assert abs(resid.mean()) < 4 * math.sqrt((1 - ab) / n)
+    assert abs(resid.var() / (1 - ab) - 1) < 4 * math.sqrt(2 / n)
+
+
+def test_seed_reproducible(gray_png, tmp_path):
+    outs = []
+    for name, seed in [("a", "7"), ("b", "7"), ("c", "8")]:
+        out = tmp_path / f"{name}.png"
+        assert diffuse("noise", gray_png, "-o", out, "--sigma", "10", "--seed", seed).returncode == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    assert outs[0] != outs[2]
+
+
+def test_png_pipe(gray_png):
+    r = diffuse("noise", "-", "-o", "-", "--sigma", "5", "--seed", "1", stdin=gray_png.read_bytes())
+    assert r.returncode == 0, r.stderr
+    img = Image.open(pyio.BytesIO(r.stdout_bytes))
+    assert img.format == "PNG" and img.size == (160, 128) and img.mode == "L"
+
+
+def test_wav_pipe_with_format(speech_wav):
+    r = diffuse("noise", "-", "-o", "-", "--format", "wav", "--snr", "10", "--seed", "1",
+                stdin=speech_wav.read_bytes())
+    assert r.returncode == 0, r.stderr
+    data, sr = sf.read(pyio.BytesIO(r.stdout_bytes))
+    assert sr == 16000 and data.shape == (32000,)
+
+
+def seed_sinusoidal_step_encoding(t, d_model):
+    angle_rates = 1 / np.power(10000, (2 * (np.arange(d_model) // 2)) / np.float32(d_model))
+    angle_rads = t * angle_rates
+    angle_rads[:, 0::2] = np.sin(angle_rads[:, 0::2])
+    angle_rads[:, 1::2] = np.cos(angle_rads[:, 1::2])
+    return angle_rads
+
+
+@pytest.mark.parametrize("steps,values,dim", [("0,5,10.5", [0, 5, 10.5], 16), ("0:50:7", list(range(0, 50, 7)), 9)])
+def test_encode_steps_npy_and_csv(tmp_path, steps, values, dim):
+    expected = seed_sinusoidal_step_encoding(np.array(values, dtype=float).reshape(-1, 1), dim)
+    npy, csv = tmp_path / "e.npy", tmp_path / "e.csv"
+    assert diffuse("encode-steps", "--steps", steps, "--dim", str(dim), "-o", npy).returncode == 0
+    np.testing.assert_allclose(np.load(npy), expected, atol=1e-6)
+    assert diffuse("encode-steps", "--steps", steps, "--dim", str(dim), "-o", csv).returncode == 0
+    table = np.loadtxt(csv, delimiter=",", skiprows=1, ndmin=2)
+    np.testing.assert_allclose(table[:, 0], values)
+    np.testing.assert_allclose(table[:, 1:], expected, atol=1e-6)
+
+
+def test_encode_steps_png_heatmap(tmp_path):
+    out = tmp_path / "e.png"
+    assert diffuse("encode-steps", "--steps", "0:100", "--dim", "32", "-o", out).returncode == 0
+    img = Image.open(out)
+    assert img.mode == "RGB" and img.size[0] > img.size[1] / 100 * 32 * 0.9  # steps are rows, dims columns
+    assert img.size == (32 * 5, 100 * 5)
+
+
+def test_encode_steps_piped_is_csv():
+    r = diffuse("encode-steps", "--steps", "1,2", "--dim", "4")
+    assert r.returncode == 0
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "t,e0,e1,e2,e3" and len(lines) == 3
+
+
+def test_cli_does_not_import_tensorflow():
+    code = "import sys, diffuse_cli.cli, diffuse_cli.noise, diffuse_cli.io, diffuse_cli.denoise; " \
+           "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False False"
+
+
+def test_help_and_version():
+    r = diffuse("--help")
+    assert r.returncode == 0 and "denoise" in r.stdout and "encode-steps" in r.stdout
+    for cmd in ("noise", "train", "denoise", "encode-steps"):
+        h = diffuse(cmd, "--help")
+        assert h.returncode == 0 and "Example" in h.stdout
+    v = diffuse("--version")
+    assert v.returncode == 0 and v.stdout.startswith("diffuse ")
