@@ -1,0 +1,885 @@
+"""Read and write images, audio and numeric signals as :class:`Media` (numpy + Pillow + soundfile only).
+
+Every failure a user can cause (missing or corrupt file, unknown format, bad numbers, unsafe output
+path) becomes an :class:`~diffuse_cli.errors.InputError` with one line ``"<path>: <problem>; <fix>"``;
+no Pillow, soundfile or numpy exception escapes :func:`load`, :func:`load_bytes`, :func:`encode` or
+:func:`save`.
+
+Units (design notes §1): images are float32 in [-1, 1] (``x = 2u - 1``), audio is float32 in [-1, 1]
+as soundfile gives it, signals stay in their own units (float64). ``Media.scale`` converts a noise
+level given in file units to model units: ``sigma_model = sigma_file / media.scale``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import io
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import soundfile as sf
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from diffuse_cli.errors import InputError
+
+IMAGE_FORMATS = ("png", "jpeg", "tiff", "bmp", "webp")
+AUDIO_FORMATS = ("wav", "flac", "ogg")
+SIGNAL_FORMATS = ("csv", "txt", "npy")
+READ_ONLY_FORMATS = ("gif",)
+WRITE_FORMATS = IMAGE_FORMATS + AUDIO_FORMATS + SIGNAL_FORMATS
+
+EXTENSIONS = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".jpe": "jpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".bmp": "bmp",
+    ".webp": "webp",
+    ".gif": "gif",
+    ".wav": "wav",
+    ".wave": "wav",
+    ".flac": "flac",
+    ".ogg": "ogg",
+    ".oga": "ogg",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "txt",
+    ".dat": "txt",
+    ".npy": "npy",
+}
+_ALIASES = {"jpg": "jpeg", "tif": "tiff", "tsv": "csv", "wave": "wav", "oga": "ogg"}
+_PIL_NAMES = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP", "webp": "WEBP"}
+_SF_NAMES = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG"}
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(nan|inf|infinity)$", re.IGNORECASE)
+_INTEGER = re.compile(r"^[+-]?\d+$")
+_FORMAT_LIST = ", ".join(WRITE_FORMATS)
+
+
+@dataclass
+class Media:
+    """One loaded file: samples in model units plus everything needed to write it back the same way."""
+
+    domain: str  # "image" | "audio" | "signal"
+    samples: np.ndarray  # image (H, W, C) float32 in [-1, 1]; audio (N, C) float32; signal (N, C) float64
+    fmt: str  # format it was read as
+    scale: float = 1.0  # file units per model unit
+    alpha: np.ndarray | None = None  # image alpha (H, W), original dtype, carried untouched
+    mode: str | None = None  # original Pillow mode ("L", "RGB", "RGBA", "I;16", "LA", "P", "CMYK", ...)
+    bit_depth: int | None = None  # image: 8, 16 or 32 (float)
+    sample_rate: int | None = None
+    subtype: str | None = None  # soundfile subtype, e.g. "PCM_16"
+    columns: list[str] | None = None  # CSV header names
+    delimiter: str | None = None  # "," ";" "\t" or " " (any whitespace)
+    dtype: str | None = None  # numpy dtype name of the stored numbers ("int16", "float64", ...)
+    one_dimensional: bool = False  # signal stored as 1-D (N,) -> saved back 1-D
+    source: str = ""  # path or "<stdin>"
+    notes: list[str] = field(default_factory=list)  # e.g. "animated GIF: used first frame"
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The range samples must stay in to be written back: images and PCM audio clip to [-1, 1]."""
+        if self.domain == "image":
+            return (-1.0, 1.0)
+        if self.domain == "audio" and self.subtype not in _FLOAT_SUBTYPES:
+            return (-1.0, 1.0)
+        return None
+
+    def with_samples(self, samples: np.ndarray) -> Media:
+        """A copy with new samples (same metadata, its own notes list)."""
+        return dataclasses.replace(self, samples=samples, notes=list(self.notes))
+
+
+# ----------------------------------------------------------------------------------------------- formats
+
+
+def normalize_format(fmt: str) -> str:
+    """'JPG' / '.tif' -> 'jpeg' / 'tiff'; the name is not checked here."""
+    name = fmt.strip().lower().lstrip(".")
+    return _ALIASES.get(name, name)
+
+
+def format_from_extension(path: str) -> str | None:
+    """Format named by the file extension, or None when the extension is missing or unknown."""
+    return EXTENSIONS.get(os.path.splitext(path)[1].lower())
+
+
+def domain_of_format(fmt: str) -> str:
+    """'png' -> 'image', 'wav' -> 'audio', 'csv' -> 'signal'."""
+    fmt = normalize_format(fmt)
+    if fmt in IMAGE_FORMATS or fmt in READ_ONLY_FORMATS:
+        return "image"
+    if fmt in AUDIO_FORMATS:
+        return "audio"
+    if fmt in SIGNAL_FORMATS:
+        return "signal"
+    raise InputError(f"--format: unknown format '{fmt}'; use one of {_FORMAT_LIST}")
+
+
+def detect_format(data: bytes) -> str | None:
+    """Format from the first bytes (magic numbers); 'text' for UTF-8 text; None when unknown."""
+    head = data[:32]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    # "BM" alone is weak (a CSV header may start with it): also require a known DIB header size.
+    if (
+        head.startswith(b"BM")
+        and len(head) >= 18
+        and int.from_bytes(head[14:18], "little")
+        in (
+            12,
+            16,
+            40,
+            52,
+            56,
+            64,
+            108,
+            124,
+        )
+    ):
+        return "bmp"
+    if b"\x00" not in data[:4096]:
+        try:
+            data[:4096].decode("utf-8")
+            return "text"
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(data[:4096]) - 3:  # a multi-byte character cut at the 4 KiB boundary
+                return "text"
+    return None
+
+
+def output_format(path: str, fmt: str | None, fallback: str | None) -> str:
+    """Output format from ``--format``, else the extension of ``path``, else ``fallback`` (the input's).
+
+    A read-only input format (GIF) falls back to PNG.
+    """
+    if fmt:
+        name = normalize_format(fmt)
+        if name not in WRITE_FORMATS:
+            raise InputError(f"--format: cannot write '{fmt}'; use one of {_FORMAT_LIST}")
+        return name
+    if path != "-":
+        ext = os.path.splitext(path)[1].lower()
+        if ext:
+            name = EXTENSIONS.get(ext)
+            if name is None:
+                raise InputError(
+                    f"{path}: unknown output extension '{ext}'; use one of {_FORMAT_LIST} or pass --format"
+                )
+            if name in READ_ONLY_FORMATS:
+                raise InputError(f"{path}: {name} can be read but not written; write .png instead")
+            return name
+    if fallback:
+        name = normalize_format(fallback)
+        if name in READ_ONLY_FORMATS:
+            return "png"
+        if name in WRITE_FORMATS:
+            return name
+    raise InputError(f"{path}: cannot tell the output format; pass --format ({_FORMAT_LIST})")
+
+
+# ----------------------------------------------------------------------------------------------- load
+
+
+def load(path: str) -> Media:
+    """Read a file (or all of stdin for "-"); the format comes from the content, not the extension."""
+    if path == "-":
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise InputError("<stdin>: no data on standard input; pipe a file in or give a file path")
+        return load_bytes(data, "<stdin>")
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file; check the path")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a file; give a file (or use a batch command)")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc}); check the file permissions") from exc
+    if not data:
+        raise InputError(f"{path}: empty file; give a file with data in it")
+    return load_bytes(data, path)
+
+
+def load_bytes(data: bytes, source: str) -> Media:
+    """Decode an in-memory file; ``source`` names it in messages ("<stdin>" for pipes)."""
+    if not data:
+        raise InputError(f"{source}: empty input; give a file with data in it")
+    detected = detect_format(data)
+    claimed = format_from_extension(source)
+    if detected is None and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise InputError(f"{source}: UTF-16 text; save the numbers as UTF-8 (plain CSV)")
+    if detected is None:
+        raise InputError(
+            f"{source}: unrecognised file format; use an image ({', '.join(IMAGE_FORMATS)}, gif), "
+            f"audio ({', '.join(AUDIO_FORMATS)}) or numbers ({', '.join(SIGNAL_FORMATS)})"
+        )
+    if detected == "text":
+        detected = "txt" if claimed == "txt" else "csv"
+    notes = []
+    if claimed and claimed != detected and {claimed, detected} != {"csv", "txt"}:
+        notes.append(f"content is {detected}, not {claimed} as the extension says: read as {detected}")
+    try:
+        if detected in IMAGE_FORMATS or detected in READ_ONLY_FORMATS:
+            media = _load_image(data, source, detected)
+        elif detected in AUDIO_FORMATS:
+            media = _load_audio(data, source, detected)
+        elif detected == "npy":
+            media = _load_npy(data, source)
+        else:
+            media = _load_text(data, source, detected)
+    except InputError:
+        raise
+    except Exception as exc:  # any library failure on bad bytes becomes a one-line message
+        raise InputError(
+            f"{source}: cannot read {detected} ({_reason(exc)}); the file may be corrupt"
+        ) from exc
+    media.notes[:0] = notes
+    return media
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _check_finite(values: np.ndarray, source: str) -> None:
+    if not np.all(np.isfinite(values)):
+        count = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+        raise InputError(f"{source}: {count} NaN or infinite value(s); remove or interpolate them first")
+
+
+# -- images
+
+
+def _load_image(data: bytes, source: str, fmt: str) -> Media:
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            # Treat the bomb *warning* as an error too: a 90 Mpixel image would not fit a tile batch anyway.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                im.seek(0)
+                kind = {"gif": "animated GIF", "tiff": "multi-page TIFF", "webp": "animated WebP"}.get(
+                    fmt, fmt
+                )
+                notes.append(f"{kind}: used the first of {frames} frames")
+            im.load()
+            if im.getexif().get(0x0112, 1) not in (1, None):
+                notes.append("applied the EXIF orientation")
+            im = ImageOps.exif_transpose(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{source}: image too large ({_reason(exc)}); crop or downscale it first") from exc
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{source}: not a readable {fmt} image; the file may be corrupt") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InputError(
+            f"{source}: corrupt or truncated {fmt} image ({_reason(exc)}); re-export it"
+        ) from exc
+
+    original_mode = im.mode
+    if fmt == "png" and len(data) > 25 and data[24] == 16 and data[25] in (2, 6):
+        notes.append("16-bit colour PNG read as 8-bit (Pillow cannot hold 16-bit colour)")
+    if im.mode == "1":
+        im = im.convert("L")
+        notes.append("1-bit image: read as 8-bit gray")
+    elif im.mode in ("P", "PA"):
+        has_alpha = im.mode == "PA" or "transparency" in im.info
+        im = im.convert("RGBA" if has_alpha else "RGB")
+        notes.append(f"palette image: converted to {im.mode}")
+    elif im.mode == "CMYK":
+        im = im.convert("RGB")
+        notes.append("CMYK image: converted to RGB")
+    elif im.mode in ("La", "RGBa"):
+        im = im.convert(im.mode.upper())  # un-premultiply
+    elif im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F") + _SIXTEEN_BIT_MODES:
+        im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+        notes.append(f"{original_mode} image: converted to {im.mode}")
+
+    alpha = None
+    if im.mode in ("LA", "RGBA"):
+        alpha = np.asarray(im.getchannel("A")).copy()
+        im = im.convert(im.mode[:-1])
+    arr = np.asarray(im)
+    if im.mode in _SIXTEEN_BIT_MODES or im.mode == "I":
+        arr = arr.astype(np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise InputError(
+                f"{source}: 32-bit integer image with values outside 0..65535; save it as 16-bit or float"
+            )
+        bit_depth, scale = 16, 32767.5
+        samples = arr / scale - 1.0
+    elif im.mode == "F":
+        bit_depth, scale = 32, 0.5
+        samples = arr.astype(np.float64) * 2.0 - 1.0
+        _check_finite(arr, source)
+        if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+            notes.append("float image has values outside 0..1 (kept as they are)")
+    else:
+        bit_depth, scale = 8, 127.5
+        samples = arr / scale - 1.0
+    if samples.ndim == 2:
+        samples = samples[:, :, None]
+    if samples.size == 0:
+        raise InputError(f"{source}: image has no pixels; give a non-empty image")
+    return Media(
+        domain="image",
+        samples=samples.astype(np.float32),
+        fmt=fmt,
+        scale=scale,
+        alpha=alpha,
+        mode=original_mode,
+        bit_depth=bit_depth,
+        source=source,
+        notes=notes,
+    )
+
+
+# -- audio
+
+
+def _load_audio(data: bytes, source: str, fmt: str) -> Media:
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as handle:
+            sample_rate, subtype = int(handle.samplerate), str(handle.subtype)
+            samples = handle.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"{source}: corrupt or unsupported {fmt} audio ({_reason(exc)}); re-export it"
+        ) from exc
+    if samples.shape[0] == 0:
+        raise InputError(f"{source}: audio has no samples (0 frames); give a non-empty recording")
+    _check_finite(samples, source)
+    return Media(
+        domain="audio",
+        samples=samples,
+        fmt=fmt,
+        scale=1.0,
+        sample_rate=sample_rate,
+        subtype=subtype,
+        source=source,
+    )
+
+
+# -- signals
+
+
+def _load_npy(data: bytes, source: str) -> Media:
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise InputError(f"{source}: NPY holds Python objects; save a plain numeric array") from exc
+        raise InputError(f"{source}: corrupt NPY file ({_reason(exc)}); re-save it with numpy.save") from exc
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{source}: truncated or corrupt NPY file; re-save it with numpy.save") from exc
+    if arr.dtype.kind not in "iuf":
+        raise InputError(f"{source}: NPY dtype {arr.dtype} is not real numbers; save an int or float array")
+    if arr.ndim not in (1, 2):
+        raise InputError(
+            f"{source}: NPY array has shape {arr.shape}; save a 1-D (N,) or 2-D (N, channels) array"
+        )
+    if arr.size == 0:
+        raise InputError(f"{source}: NPY array is empty; save at least one value")
+    _check_finite(arr, source)
+    one_dimensional = arr.ndim == 1
+    samples = arr.astype(np.float64).reshape(arr.shape[0], -1)
+    return Media(
+        domain="signal",
+        samples=samples,
+        fmt="npy",
+        dtype=arr.dtype.name,
+        one_dimensional=one_dimensional,
+        source=source,
+    )
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    if delimiter == " ":
+        return line.split()
+    return [cell.strip() for cell in line.split(delimiter)]
+
+
+def _load_text(data: bytes, source: str, fmt: str) -> Media:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{source}: not UTF-8 text; save the numbers as UTF-8 CSV") from exc
+    lines = [
+        (number, line.strip())
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not lines:
+        raise InputError(f"{source}: no numbers found; give one or more numeric columns")
+    first_cells = [c for c in re.split(r"[,;\t ]+", lines[0][1]) if c]
+    header_line = None
+    if not all(_NUMBER.match(c) for c in first_cells):
+        header_line, lines = lines[0], lines[1:]
+        if not lines:
+            raise InputError(f"{source}: only a header line, no data rows; add numbers below the header")
+    data_line = lines[0][1]
+    delimiter = next((d for d in ("\t", ";", ",") if d in data_line), " ")
+    width = len(_split(data_line, delimiter))
+    rows: list[list[str]] = []
+    for number, line in lines:
+        cells = _split(line, delimiter)
+        if len(cells) != width:
+            raise InputError(
+                f"{source}: line {number} has {len(cells)} values, expected {width}; "
+                "give every row the same number of columns"
+            )
+        rows.append(cells)
+    flat = [cell for row in rows for cell in row]
+    for index, cell in enumerate(flat):
+        if not _NUMBER.match(cell):
+            number = lines[index // width][0]
+            shown = cell if len(cell) <= 30 else cell[:27] + "..."
+            what = "an empty cell" if not cell else f"'{shown}' is not a number"
+            raise InputError(f"{source}: line {number}: {what}; every data cell must be a number")
+    values = np.array(flat, dtype=np.float64).reshape(len(rows), width)
+    _check_finite(values, source)
+    columns = None
+    if header_line is not None:
+        columns = _split(header_line[1], delimiter)
+        if len(columns) != width:
+            if width == 1:
+                columns = [header_line[1]]
+            else:
+                raise InputError(
+                    f"{source}: header has {len(columns)} names but rows have {width} values; fix the header"
+                )
+    integer = all(_INTEGER.match(cell) for cell in flat)
+    return Media(
+        domain="signal",
+        samples=values,
+        fmt=fmt,
+        columns=columns,
+        delimiter=delimiter,
+        dtype="int64" if integer else "float64",
+        one_dimensional=width == 1,
+        source=source,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- encode
+
+
+def encode(
+    media: Media,
+    fmt: str,
+    bit_depth: int | None = None,
+    notes: list[str] | None = None,
+    label: str | None = None,
+) -> bytes:
+    """Encode ``media`` as ``fmt`` in memory (clip + round to integer types).
+
+    ``notes`` (optional) receives lossy conversions made to fit the format, e.g. "JPEG cannot hold
+    alpha: dropped it". ``label`` names the output in error messages (default: the format).
+    """
+    fmt = normalize_format(fmt)
+    label = label or fmt
+    if fmt not in WRITE_FORMATS:
+        raise InputError(f"--format: cannot write '{fmt}'; use one of {_FORMAT_LIST}")
+    if domain_of_format(fmt) != media.domain:
+        allowed = {"image": IMAGE_FORMATS, "audio": AUDIO_FORMATS, "signal": SIGNAL_FORMATS}[media.domain]
+        raise InputError(
+            f"{label}: cannot write {media.domain} data as {fmt}; use one of {', '.join(allowed)}"
+        )
+    if bit_depth is not None and bit_depth not in (8, 16, 24, 32):
+        raise InputError(f"--bit-depth: {bit_depth} is not supported; use 8 or 16 (24/32 for audio)")
+    sink = notes if notes is not None else []
+    samples = np.asarray(media.samples)
+    if not np.all(np.isfinite(samples)):
+        raise InputError(f"{label}: result contains NaN or infinite values; nothing written")
+    try:
+        if media.domain == "image":
+            return _encode_image(media, samples, fmt, bit_depth, sink, label)
+        if media.domain == "audio":
+            return _encode_audio(media, samples, fmt, bit_depth, sink, label)
+        if fmt == "npy":
+            return _encode_npy(media, samples)
+        return _encode_text(media, samples, fmt)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{label}: cannot encode as {fmt} ({_reason(exc)}); try another format") from exc
+
+
+# -- images
+
+# What Pillow can write per format: (colour modes, bit depths for gray without alpha).
+_IMAGE_CAPS = {
+    "png": ({"L", "LA", "RGB", "RGBA"}, (8, 16)),
+    "tiff": ({"L", "LA", "RGB", "RGBA"}, (8, 16, 32)),
+    "jpeg": ({"L", "RGB"}, (8,)),
+    "bmp": ({"L", "RGB"}, (8,)),
+    "webp": ({"RGB", "RGBA"}, (8,)),
+}
+
+
+def _encode_image(
+    media: Media, samples: np.ndarray, fmt: str, bit_depth: int | None, notes: list[str], label: str
+) -> bytes:
+    if samples.ndim == 2:
+        samples = samples[:, :, None]
+    if samples.ndim != 3 or samples.shape[2] not in (1, 3):
+        raise InputError(f"{label}: image samples have shape {samples.shape}; expected (H, W, 1 or 3)")
+    height, width, channels = samples.shape
+    alpha = media.alpha
+    if alpha is not None and alpha.shape != (height, width):
+        notes.append("alpha does not match the image size: dropped it")
+        alpha = None
+    modes, depths = _IMAGE_CAPS[fmt]
+    name = fmt.upper()
+    want = bit_depth or media.bit_depth or 8
+    if want == 24:
+        want = 16
+    depth = want
+    if depth > 8 and (channels != 1 or alpha is not None):
+        notes.append(f"{name} via Pillow holds {depth}-bit only for gray without alpha: wrote 8-bit")
+        depth = 8
+    if depth not in depths:
+        depth = max(d for d in depths if d <= depth)
+        notes.append(f"{name} cannot hold {want}-bit: wrote {depth}-bit")
+
+    u = (samples.astype(np.float64) + 1.0) / 2.0  # model units -> [0, 1]
+    if depth == 32:
+        pixels = u[:, :, 0].astype(np.float32)
+        image = Image.fromarray(pixels)
+    elif depth == 16:
+        pixels = np.rint(np.clip(u[:, :, 0], 0.0, 1.0) * 65535.0).astype(np.uint16)
+        image = Image.fromarray(pixels)
+    else:
+        pixels = np.rint(np.clip(u, 0.0, 1.0) * 255.0).astype(np.uint8)
+        colour = "L" if channels == 1 else "RGB"
+        mode = colour + ("A" if alpha is not None else "")
+        if mode == "LA" and mode not in modes and "RGBA" in modes:
+            notes.append(f"{name} has no gray mode: wrote RGBA")
+            mode = "RGBA"  # widen to colour, keep the alpha
+        if mode not in modes and alpha is not None:
+            notes.append(f"{name} cannot hold alpha: dropped it")
+            mode, alpha = colour, None
+        if mode not in modes:
+            notes.append(f"{name} has no gray mode: wrote RGB")
+            mode = "RGB"
+        if mode.startswith("RGB") and channels == 1:
+            pixels = np.repeat(pixels, 3, axis=2)
+        if alpha is not None:
+            a = alpha.astype(np.float64)
+            if alpha.dtype != np.uint8:  # e.g. 16-bit alpha from elsewhere
+                a = np.rint(a / (np.iinfo(alpha.dtype).max if alpha.dtype.kind in "iu" else 1.0) * 255.0)
+            pixels = np.concatenate([pixels, np.clip(a, 0, 255).astype(np.uint8)[:, :, None]], axis=2)
+        image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    options: dict[str, object] = {}
+    if fmt == "jpeg":
+        options = {"quality": 95, "subsampling": 0}
+    elif fmt == "webp":
+        options = {"lossless": True, "exact": True}  # a denoiser should not add compression artefacts
+    elif fmt == "png":
+        options = {"compress_level": 6}
+    buffer = io.BytesIO()
+    image.save(buffer, format=_PIL_NAMES[fmt], **options)
+    return buffer.getvalue()
+
+
+# -- audio
+
+
+def _audio_subtype(media: Media, fmt: str, bit_depth: int | None, notes: list[str]) -> str:
+    container = _SF_NAMES[fmt]
+    if bit_depth is not None:
+        by_depth = {8: "PCM_U8" if fmt == "wav" else "PCM_S8", 16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
+        wanted = by_depth[bit_depth]
+    else:
+        wanted = media.subtype or sf.default_subtype(container)
+    if sf.check_format(container, wanted):
+        return wanted
+    if fmt == "flac" and wanted in ("FLOAT", "DOUBLE", "PCM_32"):
+        fallback = "PCM_24"
+    else:
+        fallback = sf.default_subtype(container)
+    notes.append(f"{fmt.upper()} cannot hold {wanted}: wrote {fallback}")
+    return fallback
+
+
+def _encode_audio(
+    media: Media, samples: np.ndarray, fmt: str, bit_depth: int | None, notes: list[str], label: str
+) -> bytes:
+    if media.sample_rate is None:
+        raise InputError(f"{label}: audio has no sample rate; cannot write {fmt}")
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    if samples.ndim != 2 or samples.shape[0] == 0:
+        raise InputError(f"{label}: audio samples have shape {samples.shape}; expected (N, channels)")
+    subtype = _audio_subtype(media, fmt, bit_depth, notes)
+    data = samples.astype(np.float64 if subtype == "DOUBLE" else np.float32)
+    if subtype not in _FLOAT_SUBTYPES:
+        data = np.clip(data, -1.0, 1.0)  # PCM and lossy codecs hold [-1, 1]; clip instead of wrapping
+    buffer = io.BytesIO()  # soundfile cannot write WAV to a non-seekable stdout: buffer first
+    sf.write(buffer, data, int(media.sample_rate), subtype=subtype, format=_SF_NAMES[fmt])
+    return buffer.getvalue()
+
+
+# -- signals
+
+
+def _signal_array(media: Media, samples: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    values = samples.astype(np.float64)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        values = np.clip(np.rint(values), info.min, info.max)
+    return values.astype(dtype)
+
+
+def _encode_npy(media: Media, samples: np.ndarray) -> bytes:
+    dtype = np.dtype(media.dtype or "float64")
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    values = _signal_array(media, samples, dtype)
+    if media.one_dimensional and values.shape[1] == 1:
+        values = values[:, 0]
+    buffer = io.BytesIO()
+    np.save(buffer, values, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _float_text(value: float) -> str:
+    """Shortest text that reads back as the same float64 (repr), without a trailing ".0" on whole numbers
+    (a time or index column written as 0, 30, 60 stays readable)."""
+    text = repr(value)
+    return text.removesuffix(".0")
+
+
+def _encode_text(media: Media, samples: np.ndarray, fmt: str) -> bytes:
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    dtype = np.dtype(media.dtype or "float64")
+    integer = dtype.kind in "iu"
+    values = _signal_array(media, samples, dtype if integer else np.dtype(np.float64))
+    if fmt == "csv":
+        delimiter = media.delimiter if media.delimiter in (",", ";", "\t") else ","
+    else:
+        delimiter = media.delimiter or " "
+    as_text = str if integer else _float_text
+    lines = []
+    if media.columns and len(media.columns) == values.shape[1]:
+        lines.append(delimiter.join(media.columns))
+    lines.extend(delimiter.join(map(as_text, row)) for row in values.tolist())
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+# ----------------------------------------------------------------------------------------------- save
+
+
+def check_output_path(path: str, inputs: Sequence[str], force: bool) -> None:
+    """Refuse an output that is an input, exists (without ``force``), or sits in a missing/unwritable dir."""
+    if path == "-":
+        return
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory; give an output file name")
+    for source in inputs:
+        if source == "-" or not source:
+            continue
+        same = os.path.realpath(source) == os.path.realpath(path)
+        if not same and os.path.exists(source) and os.path.exists(path):
+            try:
+                same = os.path.samefile(source, path)
+            except OSError:
+                same = False
+        if same:
+            raise InputError(f"{path}: is also an input file; choose a different output name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"{path}: folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write to folder {parent}; choose a writable location")
+    if os.path.lexists(path) and not force:
+        raise InputError(f"{path}: already exists; pass --force to overwrite or choose another name")
+
+
+def atomic_write_bytes(path: str, data: bytes, force: bool = False) -> None:
+    """Write ``data`` to ``path`` all-or-nothing: temp file in the same folder, fsync, then rename.
+
+    A failure at any point leaves no temp file behind and the old ``path`` (if any) untouched.
+    """
+    check_output_path(path, (), force)
+    parent = os.path.dirname(os.path.abspath(path))
+    temp_name = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp", delete=False
+        ) as handle:
+            temp_name = handle.name
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp_name, 0o666 & ~umask)  # NamedTemporaryFile makes 0600; give the usual file mode
+        if force:
+            os.replace(temp_name, path)
+        else:
+            try:  # link() fails if path appeared meanwhile: never clobber without --force
+                os.link(temp_name, path)
+            except FileExistsError as exc:
+                raise InputError(
+                    f"{path}: already exists; pass --force to overwrite or choose another name"
+                ) from exc
+            except OSError:  # filesystems without hard links
+                os.replace(temp_name, path)
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(
+            f"{path}: cannot write ({exc.strerror or exc}); check free space and permissions"
+        ) from exc
+    finally:
+        if temp_name is not None and os.path.lexists(temp_name):
+            os.unlink(temp_name)
+    try:  # make the rename itself durable
+        fd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def save(
+    media: Media,
+    path: str,
+    fmt: str | None = None,
+    bit_depth: int | None = None,
+    force: bool = False,
+    inputs: Sequence[str] = (),
+    notes: list[str] | None = None,
+) -> str:
+    """Write ``media`` to ``path`` ("-" = stdout) atomically; returns the format written.
+
+    Format: ``fmt`` (``--format``), else the extension, else the input's format. ``notes`` (optional)
+    receives lossy conversions, e.g. alpha dropped for JPEG.
+    """
+    out_fmt = output_format(path, fmt, media.fmt)
+    check_output_path(path, inputs, force)
+    data = encode(media, out_fmt, bit_depth, notes, label="<stdout>" if path == "-" else path)
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write_bytes(path, data, force)
+    return out_fmt
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+def _supported(name: str) -> bool:
+    return format_from_extension(name) is not None and not os.path.basename(name).startswith(".")
+
+
+def is_collection(arg: str) -> bool:
+    """True for an argument that names several files: a folder or a glob pattern."""
+    return arg != "-" and (os.path.isdir(arg) or (not os.path.exists(arg) and glob.has_magic(arg)))
+
+
+def expand_inputs_with_names(args: Sequence[str]) -> list[tuple[str, str]]:
+    """(path, output name) pairs: files as given (name = basename), folders searched recursively for
+    supported extensions (name = path inside the folder, so outputs mirror the tree), globs expanded.
+
+    A path that does not exist, a folder without supported files, or a pattern matching nothing
+    raises InputError. Duplicates are dropped, order is kept (sorted within a folder or pattern).
+    """
+    found: dict[str, str] = {}
+    for arg in args:
+        if arg == "-":
+            found.setdefault(arg, arg)
+        elif os.path.isdir(arg):
+            files = []
+            for root, dirs, names in os.walk(arg):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                files.extend(os.path.join(root, n) for n in names if _supported(n))
+            if not files:
+                raise InputError(
+                    f"{arg}: folder has no supported files; add {', '.join(sorted(set(EXTENSIONS)))} files"
+                )
+            for f in sorted(files):
+                found.setdefault(f, os.path.relpath(f, arg))
+        elif os.path.exists(arg):
+            found.setdefault(arg, os.path.basename(arg))
+        elif glob.has_magic(arg):
+            matches = sorted(m for m in glob.glob(arg, recursive=True) if os.path.isfile(m) and _supported(m))
+            if not matches:
+                raise InputError(f"{arg}: pattern matches no supported files; check the pattern")
+            for m in matches:
+                found.setdefault(m, os.path.basename(m))
+        else:
+            raise InputError(f"{arg}: no such file or folder; check the path")
+    names = list(found.values())
+    clash = {n for n in names if names.count(n) > 1}
+    if clash:
+        raise InputError(f"{sorted(clash)[0]}: several inputs share this name; pass their folder instead")
+    return list(found.items())
+
+
+def expand_inputs(args: Sequence[str]) -> list[str]:
+    """The input paths of :func:`expand_inputs_with_names`."""
+    return [path for path, _ in expand_inputs_with_names(args)]
+
+
+# ----------------------------------------------------------------------------------------------- scaling
+
+
+def robust_normalize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel (last axis) robust standardisation: ``z = (x - centre) / scale``.
+
+    ``centre = median(x)``, ``scale = 1.4826 * median(|x - centre|)`` (the MAD, equal to the standard
+    deviation for Gaussian data); where the MAD is 0 (mostly constant signals) ``scale = (p99 - p1) / 4``,
+    and where that is 0 too, ``scale = 1``. A 1-D ``x`` is one channel. Returns ``(z, centre, scale)``
+    with ``centre`` and ``scale`` of shape (C,).
+    """
+    values = np.asarray(x)
+    flat = values.reshape(-1, 1) if values.ndim <= 1 else values.reshape(-1, values.shape[-1])
+    flat = flat.astype(np.float64)
+    centre = np.median(flat, axis=0)
+    scale = 1.4826 * np.median(np.abs(flat - centre), axis=0)
+    spread = (np.percentile(flat, 99, axis=0) - np.percentile(flat, 1, axis=0)) / 4.0
+    scale = np.where(scale > 0, scale, np.where(spread > 0, spread, 1.0))
+    dtype = values.dtype if values.dtype.kind == "f" else np.float64
+    z = ((values - centre) / scale).astype(dtype)
+    return z, centre, scale
+
+
+def robust_denormalize(z: np.ndarray, centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Undo :func:`robust_normalize`: ``x = z * scale + centre`` (float64)."""
+    return np.asarray(z, dtype=np.float64) * np.asarray(scale) + np.asarray(centre)
