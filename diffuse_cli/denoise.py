@@ -1,0 +1,721 @@
+"""Denoising an observed input with a step-conditioned diffusion denoiser (design.md §3 and §4).
+
+A noisy observation ``y = x + sigma * n`` is a diffusion state up to scale: with
+``alpha_bar(t*) = 1 / (1 + sigma^2)``, ``sqrt(alpha_bar(t*)) * y`` has the distribution of ``x_t*``.
+So we estimate sigma (when not given), find the fractional step t*, and run the reverse process
+from t* (never from pure noise at T): one posterior-mean step (default), DDIM or DDPM.
+
+Inputs of any size are processed in overlapping tiles (images) or chunks (1D) in batches and
+blended with a smooth window, so memory stays bounded by the output plus one batch.
+numpy only: the model is passed in as an object with ``eps(x_t, t)``, ``schedule``, ``rank``,
+``size_multiple`` and ``config``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from diffuse_cli import schedule as sch
+from diffuse_cli.errors import InputError
+
+if TYPE_CHECKING:  # io is numpy-only too, but only its dataclass is needed here for hints
+    from diffuse_cli.io import Media
+
+METHODS = ("onestep", "ddim", "ddpm")
+NOISE_KINDS = ("gaussian", "salt-pepper", "auto")
+MAD_TO_STD = 0.6744897501960817  # median(|N(0,1)|): sigma = MAD / 0.6745 (Donoho)
+ProgressFn = Callable[[int, int], None]
+
+
+class DenoisingModel(Protocol):
+    """What denoise needs from a model (modelstore.LoadedModel or a test dummy)."""
+
+    config: dict
+    schedule: sch.Schedule
+    rank: int
+    size_multiple: int
+
+    def eps(self, x_t: np.ndarray, t: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class DenoiseOptions:
+    sigma: float | None = None  # file units; None = estimate
+    method: str = "onestep"  # "onestep" | "ddim" | "ddpm"
+    steps: int = 10  # DDIM/DDPM steps
+    noise_kind: str = "gaussian"  # "gaussian" | "salt-pepper" | "auto"
+    seed: int | None = None
+    tile: int = 256  # image tile side (pixels)
+    overlap: int = 32  # image tile overlap (pixels)
+    batch: int = 8  # tiles or chunks per network call
+    chunk: int = 16384  # 1D chunk length (samples); dense models use their fixed length
+    chunk_overlap: int = 1024  # 1D chunk overlap (samples)
+
+
+def validate_options(options: DenoiseOptions) -> None:
+    """One-line InputError for option values that cannot work."""
+    if options.method not in METHODS:
+        raise InputError(f"--method {options.method}: unknown; use one of {', '.join(METHODS)}")
+    if options.noise_kind not in NOISE_KINDS:
+        raise InputError(f"--noise-kind {options.noise_kind}: unknown; use one of {', '.join(NOISE_KINDS)}")
+    if options.steps < 1:
+        raise InputError(f"--steps {options.steps}: must be at least 1")
+    if options.sigma is not None and not (math.isfinite(options.sigma) and options.sigma > 0):
+        raise InputError(f"--sigma {options.sigma}: must be a positive number in the file's units (e.g. 25)")
+    if options.tile < 8:
+        raise InputError(f"--tile {options.tile}: must be at least 8 pixels")
+    if options.overlap < 0 or options.overlap >= options.tile:
+        raise InputError(f"--overlap {options.overlap}: must be >= 0 and smaller than --tile {options.tile}")
+    if options.batch < 1:
+        raise InputError(f"--batch {options.batch}: must be at least 1")
+    if options.chunk < 16 or not 0 <= options.chunk_overlap < options.chunk:
+        raise InputError(f"chunk {options.chunk} / overlap {options.chunk_overlap}: need chunk >= 16 and "
+                         "0 <= overlap < chunk")
+
+
+# --------------------------------------------------------------------------- noise estimation
+
+
+def _chi2_mean_quantile(k: int, z: float) -> float:
+    """Quantile of chi2_k / k at the normal quantile z (Wilson-Hilferty: ``(1 - 2/9k + z sqrt(2/9k))^3``)."""
+    c = 2.0 / (9.0 * k)
+    return (1.0 - c + z * math.sqrt(c)) ** 3
+
+
+_Z10 = -1.2815515655446004  # standard normal 10% quantile
+_BLOCK = 8  # block side in detail coefficients (2D: 8x8 = 16x16 pixels; 1D: 64 coefficients)
+
+
+def _haar_hh(im: np.ndarray) -> np.ndarray:
+    """Finest diagonal Haar detail ``(a - b - c + d) / 2`` of each 2x2 cell; white noise keeps its std."""
+    h, w = im.shape[0] // 2 * 2, im.shape[1] // 2 * 2
+    return (im[0:h:2, 0:w:2] - im[0:h:2, 1:w:2] - im[1:h:2, 0:w:2] + im[1:h:2, 1:w:2]) / 2.0
+
+
+def _immerkaer_response(im: np.ndarray) -> np.ndarray:
+    """Immerkaer's mask ``[1 -2 1; -2 4 -2; 1 -2 1]`` (second differences in both axes); noise std x 6."""
+    return (im[:-2, :-2] - 2 * im[:-2, 1:-1] + im[:-2, 2:]
+            - 2 * im[1:-1, :-2] + 4 * im[1:-1, 1:-1] - 2 * im[1:-1, 2:]
+            + im[2:, :-2] - 2 * im[2:, 1:-1] + im[2:, 2:])
+
+
+def _sigma_image_channel(im: np.ndarray, value_range: tuple[float, float] | None) -> float:
+    """Noise std of one image channel: the smaller of two robust estimates, both blind to flat regions.
+
+    * block quantile: mean squared Haar HH detail in 16x16-pixel blocks; the 10% quantile of the
+      block energies, divided by the chi2_64/64 quantile, is sigma^2 when at least a tenth of the
+      image has little fine texture;
+    * Immerkaer: ``sigma = sqrt(pi/2) * mean|M * im| / 6`` over pixels that are not on edges (the 10%
+      largest gradients are left out, Tai & Yang 2008), which copes with textures that fill the image.
+    Clipping shrinks the noise near the value range's ends: detail taken over a clipped pixel is left
+    out, and so are blocks whose mean lies within 2.5 sigma of an end (re-estimated as sigma sharpens;
+    when that leaves too few blocks, the fifth of blocks farthest from the ends is used).
+    """
+    h2, w2 = im.shape[0] // 2, im.shape[1] // 2
+    if h2 < 2 or w2 < 2:
+        return 0.0
+    nb_h, nb_w = max(h2 // _BLOCK, 1), max(w2 // _BLOCK, 1)
+    bh, bw = min(_BLOCK, h2), min(_BLOCK, w2)
+    im = im[: 2 * nb_h * bh, : 2 * nb_w * bw]  # whole blocks only
+    if value_range is not None:
+        lo, hi = value_range
+        tol = (hi - lo) * 1e-4
+        clipped = (im <= lo + tol) | (im >= hi - tol)
+    else:
+        lo, hi, clipped = -np.inf, np.inf, np.zeros(im.shape, dtype=bool)
+    hh = _haar_hh(im)
+    cell_ok = ~clipped.reshape(nb_h * bh, 2, nb_w * bw, 2).any(axis=(1, 3))
+    ok_blocks = cell_ok.reshape(nb_h, bh, nb_w, bw)
+    count = ok_blocks.sum(axis=(1, 3))
+    energy = ((hh**2) * cell_ok).reshape(nb_h, bh, nb_w, bw).sum(axis=(1, 3)) / np.maximum(count, 1)
+    usable = (count >= 0.75 * bh * bw).ravel()
+    energy = energy.ravel()
+    means = im.reshape(nb_h, 2 * bh, nb_w, 2 * bw).mean(axis=(1, 3)).ravel()
+    dist = np.minimum(means - lo, hi - means)
+    lap = _immerkaer_response(im)
+    grad = np.abs(im[1:-1, 2:] - im[1:-1, :-2]) + np.abs(im[2:, 1:-1] - im[:-2, 1:-1])
+    # Immerkaer pixels (i+1, j+1) whose 3x3 neighbourhood has no clipped pixel, and their block.
+    near_clip = sliding_window_view(clipped, (3, 3)).any(axis=(2, 3))
+    rows = np.arange(1, im.shape[0] - 1) // (2 * bh)
+    cols = np.arange(1, im.shape[1] - 1) // (2 * bw)
+    if not usable.any():
+        usable = np.ones_like(usable)
+    sigma = None
+    for _ in range(4):
+        valid = usable.copy()
+        if sigma is not None and np.isfinite(lo):
+            valid &= dist > 2.5 * sigma
+            if valid.sum() < max(4, 0.05 * usable.sum()):
+                valid = usable & (dist >= np.quantile(dist[usable], 0.8))
+        blocks = math.sqrt(max(float(np.quantile(energy[valid], 0.1)), 0.0) / _chi2_mean_quantile(bh * bw, _Z10))
+        pix_ok = valid.reshape(nb_h, nb_w)[rows[:, None], cols[None, :]] & ~near_clip
+        g = grad[pix_ok]
+        if g.size >= 16:
+            flat = g <= np.quantile(g, 0.9)
+            immer = math.sqrt(math.pi / 2) * float(np.mean(np.abs(lap[pix_ok][flat]))) / 6.0
+        else:
+            immer = blocks
+        new = min(blocks, immer)
+        done = sigma is not None and abs(new - sigma) <= 0.01 * max(sigma, 1e-12)
+        sigma = new
+        if done:
+            break
+    return float(sigma)
+
+
+def _sigma_haar_1d(x: np.ndarray) -> float:
+    """Donoho: MAD of the finest Haar detail ``d_i = (x_2i - x_2i+1) / sqrt 2`` over 0.6745 (exact zeros,
+    i.e. digital silence, left out)."""
+    n = x.shape[0] // 2
+    d = (x[0 : 2 * n : 2] - x[1 : 2 * n : 2]) / math.sqrt(2.0)
+    d = d[d != 0]
+    return float(np.median(np.abs(d)) / MAD_TO_STD) if d.size else 0.0
+
+
+_FRAME = 512
+# The 10% quantile over frames of the per-frame median above, relative to sigma^2, for white noise
+# (measured on 10^7 samples; the Hann window correlates neighbouring bins, so no closed form).
+_SPECTRAL_Q10 = 0.816
+
+
+def _sigma_spectral_1d(x: np.ndarray) -> float | None:
+    """White noise spreads evenly over frequency, signal content does not: per Hann-windowed frame of
+    512 samples the median periodogram value over the upper half of the band is
+    ``sigma^2 * sum(w^2) * ln 2`` (|X_k|^2 of white noise is exponential). The 10% quantile over non-silent
+    frames (divided by its value for white noise, 0.816) picks the frames with the least high-frequency content.
+    None when the signal is shorter than four frames.
+    """
+    frames = x.shape[0] // _FRAME
+    if frames < 4:
+        return None
+    seg = x[: frames * _FRAME].reshape(frames, _FRAME)
+    live = np.any(seg != seg[:, :1], axis=1)  # constant (silent) frames carry no noise
+    if live.sum() < 4:
+        return None
+    w = np.hanning(_FRAME)
+    seg = seg[live] - seg[live].mean(axis=1, keepdims=True)
+    power = np.abs(np.fft.rfft(seg * w, axis=1)) ** 2
+    upper = power[:, _FRAME // 4 : _FRAME // 2]  # skip the Nyquist bin (real-valued, not exponential)
+    per_frame = np.median(upper, axis=1) / (math.log(2.0) * float(np.sum(w**2)))
+    q = float(np.quantile(per_frame, 0.1)) / _SPECTRAL_Q10
+    return math.sqrt(max(q, 0.0))
+
+
+def _sigma_signal_channel(x: np.ndarray) -> float:
+    """Noise std of one 1D channel: the smaller of the Haar MAD and the spectral estimate.
+
+    Both are consistent for white noise; content (a sine, speech, music) only pushes each upwards, and
+    the spectral one ignores tones and low-frequency content. Digital silence is left out of both.
+    """
+    if x.shape[0] < 4:
+        return 0.0
+    second = np.diff(x, 2)
+    if np.all(np.abs(second) <= 1e-9 * max(float(np.max(np.abs(x))), 1e-300)):
+        return 0.0  # a straight line (e.g. a time column): nothing to clean
+    haar = _sigma_haar_1d(x)
+    spectral = _sigma_spectral_1d(x)
+    return haar if spectral is None else min(haar, spectral)
+
+
+def estimate_sigma(x: np.ndarray, rank: int, value_range: tuple[float, float] | None = None) -> float:
+    """Robust noise std of ``x`` in its own (model) units; median over channels.
+
+    ``x`` is (H, W, C) for rank 2 and (N, C) for rank 1. ``value_range`` (images, PCM audio) lets the
+    estimate skip clipped regions. See :func:`_sigma_image_channel` and :func:`_sigma_signal_channel`.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == rank:
+        x = x[..., None]
+    if rank == 2:
+        values = [_sigma_image_channel(x[..., c], value_range) for c in range(x.shape[-1])]
+    else:
+        values = [_sigma_signal_channel(x[:, c]) for c in range(x.shape[-1])]
+    return float(np.median(values)) if values else 0.0
+
+
+# --------------------------------------------------------------------------- the reverse process
+
+
+def t_star(schedule: sch.Schedule, sigma_model: float) -> float:
+    """The fractional step whose state matches noise ``sigma``: ``alpha_bar(t*) = 1 / (1 + sigma^2)``."""
+    return float(schedule.sigma_to_t(sigma_model))
+
+
+def reverse_from_observation(
+    model: DenoisingModel,
+    y: np.ndarray,
+    t_start: float,
+    method: str,
+    steps: int,
+    rng: np.random.Generator | None,
+) -> np.ndarray:
+    """Clean a batch ``y`` (B, *spatial, C) of observations with noise sigma(t_start).
+
+    ``x_t* = sqrt(alpha_bar(t*)) * y``; then ``onestep``: ``x0_hat = predict_x0(x_t*, eps(x_t*, t*))``
+    (the posterior mean); ``ddim``: deterministic DDIM (eta = 0) along ``step_sequence(t*, steps)`` to 0;
+    ``ddpm``: ancestral DDPM steps along the same sequence (noise from ``rng``). The last step lands at
+    t = 0, where ``alpha_bar = 1`` and the state is the clean estimate.
+    """
+    schedule = model.schedule
+    batch = y.shape[0]
+    ab_start = float(schedule.alpha_bar_at(t_start))
+    x = math.sqrt(ab_start) * np.asarray(y, dtype=np.float64)
+
+    def eps_at(x_t: np.ndarray, t: float) -> np.ndarray:
+        t_batch = np.full((batch,), t, dtype=np.float32)
+        return np.asarray(model.eps(x_t.astype(np.float32), t_batch), dtype=np.float64)
+
+    if method == "onestep":
+        return sch.predict_x0(x, eps_at(x, t_start), ab_start)
+    if method == "ddpm" and rng is None:
+        rng = np.random.default_rng()
+    times = sch.step_sequence(t_start, steps)
+    for t, s in itertools.pairwise(times):
+        ab_t, ab_s = float(schedule.alpha_bar_at(t)), float(schedule.alpha_bar_at(s))
+        eps = eps_at(x, float(t))
+        if method == "ddim":
+            x = sch.ddim_step(x, eps, ab_t, ab_s)
+        elif method == "ddpm":
+            x = sch.ddpm_step(x, eps, ab_t, ab_s, rng.standard_normal(x.shape))
+        else:
+            raise ValueError(f"unknown method {method!r}")
+    return x
+
+
+# --------------------------------------------------------------------------- tiling / chunking
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``size`` with at least ``overlap`` overlap."""
+    if size <= tile:
+        return [0]
+    stride = max(tile - overlap, 1)
+    starts = list(range(0, size - tile, stride))
+    starts.append(size - tile)  # the last tile ends at the border (it may overlap more)
+    return starts
+
+
+def _ramp_window(length: int, ramp: int, start_ramp: bool, end_ramp: bool) -> np.ndarray:
+    """1D blending window: 1 inside, ``sin^2(pi (i + 1/2) / (2 ramp))`` rising over the first ``ramp``
+    samples (when a neighbour tile overlaps there) and the mirror falling at the end.
+
+    The rise of one tile and the fall of its neighbour over the same ``ramp`` samples sum to 1
+    (sin^2 + cos^2); the weights never reach 0, so dividing by their sum is always safe.
+    """
+    w = np.ones(length, dtype=np.float64)
+    ramp = min(ramp, length // 2)
+    if ramp > 0:
+        rise = np.sin(np.pi * (np.arange(ramp) + 0.5) / (2 * ramp)) ** 2
+        if start_ramp:
+            w[:ramp] = rise
+        if end_ramp:
+            w[length - ramp :] = rise[::-1]
+    return w
+
+
+@dataclass(frozen=True)
+class _Tiling:
+    """Tile geometry over the spatial axes (1 or 2) of one array."""
+
+    shape: tuple[int, ...]  # spatial shape of the input
+    tile: tuple[int, ...]  # tile size per axis (a multiple of the network's size multiple)
+    starts: tuple[list[int], ...]  # tile starts per axis
+    overlap: int
+
+    @classmethod
+    def plan(cls, shape: tuple[int, ...], tile: int, overlap: int, multiple: int, exact: bool) -> _Tiling:
+        """``exact``: every tile must be exactly ``tile`` long (dense models with a fixed length)."""
+        sizes = []
+        for n in shape:
+            if exact:
+                sizes.append(tile)
+            else:
+                t = _round_up(max(tile, multiple), multiple)
+                sizes.append(min(t, _round_up(n, multiple)))
+        overlap = max(0, min(overlap, min(sizes) // 2))
+        starts = tuple(_tile_starts(n, t, overlap) for n, t in zip(shape, sizes))
+        return cls(tuple(shape), tuple(sizes), starts, overlap)
+
+    @property
+    def count(self) -> int:
+        return int(np.prod([len(s) for s in self.starts]))
+
+    def positions(self) -> Iterator[tuple[int, ...]]:
+        yield from (tuple(p) for p in np.stack(np.meshgrid(*self.starts, indexing="ij"), -1).reshape(-1, len(self.shape)))
+
+    def window(self, pos: tuple[int, ...]) -> np.ndarray:
+        """Separable product of per-axis ramps, shape = tile."""
+        w = np.ones((), dtype=np.float64)
+        for axis, (p, t, n) in enumerate(zip(pos, self.tile, self.shape)):
+            valid = min(t, n - p)  # the part of the tile inside the image (smaller tiles are padded)
+            ramp = _ramp_window(valid, self.overlap, p > 0, p + t < n)
+            full = np.zeros(t)
+            full[:valid] = ramp
+            w = np.multiply.outer(w, full) if axis else full
+        return w
+
+    def cut(self, x: np.ndarray, pos: tuple[int, ...]) -> np.ndarray:
+        """The tile at ``pos``, reflect-padded at the end where the input is shorter than the tile."""
+        sl = tuple(slice(p, p + t) for p, t in zip(pos, self.tile))
+        piece = x[sl]
+        pad = [(0, t - s) for t, s in zip(self.tile, piece.shape[: len(self.tile)])]
+        if any(b for _, b in pad):
+            piece = np.pad(piece, pad + [(0, 0)], mode="reflect" if min(piece.shape[:-1]) > 1 else "edge")
+        return piece
+
+
+def _run_tiled(
+    x: np.ndarray,
+    model: DenoisingModel,
+    t_start: float,
+    options: DenoiseOptions,
+    rng: np.random.Generator | None,
+    tiling: _Tiling,
+    progress: ProgressFn | None,
+    done: list[int],
+    total: int,
+) -> np.ndarray:
+    """Denoise ``x`` (*spatial, C) tile by tile in batches; blend: ``out = sum(w * tile) / sum(w)``."""
+    out = np.zeros(x.shape, dtype=np.float64)
+    weight = np.zeros(x.shape[:-1], dtype=np.float64)
+    positions = list(tiling.positions())
+    for i in range(0, len(positions), options.batch):
+        group = positions[i : i + options.batch]
+        batch = np.stack([tiling.cut(x, p) for p in group])
+        cleaned = reverse_from_observation(model, batch, t_start, options.method, options.steps, rng)
+        for pos, tile_out in zip(group, cleaned):
+            w = tiling.window(pos)
+            sl = tuple(slice(p, min(p + t, n)) for p, t, n in zip(pos, tiling.tile, tiling.shape))
+            inside = tuple(slice(0, s.stop - s.start) for s in sl)
+            out[sl] += w[inside][..., None] * tile_out[inside]
+            weight[sl] += w[inside]
+        done[0] += len(group)
+        if progress is not None:
+            progress(done[0], total)
+    return out / weight[..., None]
+
+
+def denoise_array(
+    x: np.ndarray,
+    model: DenoisingModel,
+    sigma_model: float,
+    options: DenoiseOptions,
+    rng: np.random.Generator | None = None,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """Clean ``x`` ((H, W, C) for rank-2 models, (N, C) for rank-1) observed with noise ``sigma_model``.
+
+    Finds ``t* = sigma_to_t(sigma_model)`` and runs :func:`reverse_from_observation` over overlapping
+    tiles/chunks (design §4). A 1-channel model cleans each channel of a multi-channel input on its own.
+    Returns model units, same shape as ``x``; float64 for float64 input (signals), else float32.
+    """
+    out_dtype = np.float64 if np.asarray(x).dtype == np.float64 else np.float32  # signals keep precision
+    x = np.asarray(x, dtype=np.float64)
+    rank = int(model.rank)
+    if x.ndim == rank:
+        x = x[..., None]
+    if x.ndim != rank + 1:
+        raise ValueError(f"expected a rank-{rank} input with channels, got shape {x.shape}")
+    t_start = t_star(model.schedule, sigma_model)
+    if t_start <= 1e-3:  # no noise to remove
+        return x.astype(out_dtype)
+    channels = int(model.config.get("channels", x.shape[-1]))
+    if channels == x.shape[-1]:
+        groups = [slice(0, x.shape[-1])]
+    elif channels == 1:
+        groups = [slice(c, c + 1) for c in range(x.shape[-1])]
+    else:
+        raise ValueError(f"a {channels}-channel model cannot clean {x.shape[-1]} channels")
+    dense = model.config.get("arch") == "dense"
+    if dense:
+        length = int(model.config["length"])
+        if x.shape[0] < length:
+            raise ValueError(f"signal of {x.shape[0]} samples is shorter than the dense model's {length}")
+        tiling = _Tiling.plan(x.shape[:-1], length, min(options.chunk_overlap, length // 4), 1, exact=True)
+    elif rank == 2:
+        tiling = _Tiling.plan(x.shape[:-1], options.tile, options.overlap, int(model.size_multiple), False)
+    else:
+        tiling = _Tiling.plan(x.shape[:-1], options.chunk, options.chunk_overlap, int(model.size_multiple),
+                              False)
+    total = tiling.count * len(groups)
+    done = [0]
+    out = np.empty(x.shape, dtype=out_dtype)
+    for g in groups:
+        out[..., g] = _run_tiled(x[..., g], model, t_start, options, rng, tiling, progress, done, total)
+    return out
+
+
+# --------------------------------------------------------------------------- salt-and-pepper
+
+
+def _padded_windows(x: np.ndarray, size: int) -> np.ndarray:
+    """Sliding windows of side ``size`` over the spatial axes of (*spatial, C): (*spatial, C, size...)."""
+    rank = x.ndim - 1
+    r = size // 2
+    padded = np.pad(x, [(r, r)] * rank + [(0, 0)], mode="reflect" if min(x.shape[:-1]) > r else "edge")
+    return sliding_window_view(padded, (size,) * rank, axis=tuple(range(rank)))
+
+
+def median_filter(x: np.ndarray, size: int = 3, rows: int = 256) -> np.ndarray:
+    """Median over a ``size`` window (per channel, reflect at borders), in strips to bound memory."""
+    out = np.empty_like(x)
+    r = size // 2
+    for a in range(0, x.shape[0], rows):
+        b = min(a + rows, x.shape[0])
+        lo, hi = max(a - r, 0), min(b + r, x.shape[0])
+        win = _padded_windows(x[lo:hi], size)
+        med = np.median(win.reshape(win.shape[: x.ndim] + (-1,)), axis=-1)
+        out[a:b] = med[a - lo : a - lo + (b - a)]
+    return out
+
+
+def _extremes(x: np.ndarray, value_range: tuple[float, float] | None) -> tuple[float, float, float]:
+    """The value range's ends (the data's own min/max when the format has no range) and a tolerance."""
+    lo, hi = value_range if value_range is not None else (float(np.min(x)), float(np.max(x)))
+    return lo, hi, (hi - lo) / 255.0  # one 8-bit level: impulses sit exactly at the ends
+
+
+def detect_impulses(
+    x: np.ndarray, value_range: tuple[float, float] | None, margin: float = 0.05
+) -> np.ndarray:
+    """Impulse mask, same shape as x (*spatial, C): a value within one 8-bit level of a range end that
+    differs from its 3x3 (1D: 5-sample) median by more than ``margin`` of the range.
+    """
+    lo, hi, tol = _extremes(x, value_range)
+    at_end = (x <= lo + tol) | (x >= hi - tol)
+    if not at_end.any():
+        return at_end
+    # 1D: 5 samples, since two neighbouring impulses of one sign would win a 3-sample median.
+    med = median_filter(x, 3 if x.ndim == 3 else 5)
+    return at_end & (np.abs(x - med) > margin * (hi - lo))
+
+
+def fill_impulses(x: np.ndarray, mask: np.ndarray, max_size: int = 7) -> np.ndarray:
+    """Adaptive median fill: each impulse takes the median of its non-impulse neighbours in the smallest
+    window (3, 5, ... ``max_size``) that has any; what is still unfilled (dense clusters) is filled by
+    repeating the pass with the filled values counted as good.
+    """
+    out = np.array(x, dtype=np.float64, copy=True)
+    todo = np.array(mask, dtype=bool, copy=True)
+    rank = x.ndim - 1
+    for _ in range(8):
+        if not todo.any():
+            break
+        good = np.where(todo, np.nan, out)
+        for size in range(3, max_size + 1, 2):
+            idx = np.nonzero(todo)
+            if idx[0].size == 0:
+                break
+            r = size // 2
+            padded = np.pad(good, [(r, r)] * rank + [(0, 0)], mode="constant", constant_values=np.nan)
+            offsets = np.stack(np.meshgrid(*[np.arange(size)] * rank, indexing="ij"), -1).reshape(-1, rank)
+            for a in range(0, idx[0].size, 1 << 18):  # bounded gather
+                part = tuple(i[a : a + (1 << 18)] for i in idx)
+                vals = np.stack(
+                    [padded[tuple(part[d] + off[d] for d in range(rank)) + (part[-1],)] for off in offsets], -1
+                )
+                ok = ~np.isnan(vals).all(axis=-1)
+                if ok.any():
+                    med = np.nanmedian(vals[ok], axis=-1)
+                    sel = tuple(p[ok] for p in part)
+                    out[sel] = med
+                    todo[sel] = False
+        # next pass: the values filled so far count as good neighbours
+    if todo.any():  # an image made only of impulses: nothing better than the global median of the rest
+        out[todo] = np.median(out[~todo]) if (~todo).any() else 0.0
+    return out
+
+
+def looks_salt_pepper(x: np.ndarray, value_range: tuple[float, float] | None) -> tuple[bool, int]:
+    """Decide between salt-and-pepper and Gaussian noise: (is salt-pepper, impulses found).
+
+    Salt-and-pepper when more than 0.5% of the values are impulses that disagree strongly (a quarter of
+    the range) with their neighbourhood *and* the histogram spikes at the ends: at least 8x as many
+    values at the ends as in the adjacent band of 5% of the range (clipped Gaussian noise rises
+    smoothly towards the ends instead).
+    """
+    lo, hi, tol = _extremes(x, value_range)
+    strong = detect_impulses(x, value_range, margin=0.25)
+    fraction = float(strong.mean()) if strong.size else 0.0
+    at_ends = np.count_nonzero((x <= lo + tol) | (x >= hi - tol))
+    band = 0.05 * (hi - lo)
+    near = np.count_nonzero(((x > lo + tol) & (x <= lo + tol + band)) | ((x < hi - tol) & (x >= hi - tol - band)))
+    spike = at_ends >= 8 * max(near, 1)
+    mask = detect_impulses(x, value_range)
+    return bool(fraction > 0.005 and spike), int(mask.sum())
+
+
+# --------------------------------------------------------------------------- models vs media
+
+
+def check_model_fits(config: dict, media: Media, model_name: str = "model") -> list[str]:
+    """InputError (one line, naming the model that would fit) when the model cannot clean this media.
+
+    Image models need images with the same channel count; 1D models (audio or signal) take audio and
+    signals alike, a 1-channel 1D model cleaning each channel alone. Returns notes for the user.
+    """
+    kind = config.get("domain")
+    channels = int(config.get("channels", 1))
+    samples = media.samples
+    have = samples.shape[-1] if samples.ndim >= 2 else 1
+    names = {1: "gray (1-channel)", 3: "RGB (3-channel)"}
+    what = names.get(have, f"{have}-channel")
+    notes: list[str] = []
+    if media.domain == "image":
+        if kind != "image":
+            raise InputError(f"{model_name}: a {kind} model cannot clean the image {media.source or ''}; use an "
+                             f"image model with {have} channel(s) (train one with `diffuse train --channels {have}` "
+                             "on images)")
+        if channels != have:
+            raise InputError(f"{model_name}: a {channels}-channel image model cannot clean this {what} image; it "
+                             f"needs a {have}-channel image model (train one with `diffuse train --channels {have}`)")
+        return notes
+    if kind == "image":
+        raise InputError(f"{model_name}: an image model cannot clean {media.domain} data; use an audio or signal "
+                         "model (train one with `diffuse train` on audio or signal files)")
+    if channels != 1 and channels != have:
+        raise InputError(f"{model_name}: a {channels}-channel {kind} model cannot clean {have}-channel "
+                         f"{media.domain} data; use a 1-channel model (it cleans each channel alone) or one "
+                         f"with {have} channels")
+    if config.get("arch") == "dense":
+        length = int(config.get("length") or 0)
+        if samples.shape[0] < length:
+            raise InputError(f"{media.source or 'input'}: {samples.shape[0]} samples is shorter than the dense "
+                             f"model's fixed length {length}; use a U-Net model or a longer signal")
+    if kind != media.domain:
+        article = "an" if str(kind)[:1] in "aeiou" else "a"
+        notes.append(f"{article} {kind} model used on {media.domain} data (both are 1D)")
+    return notes
+
+
+# --------------------------------------------------------------------------- the whole job
+
+
+def _check_sigma_model(sigma_model: float, schedule: sch.Schedule, what: str) -> None:
+    top = float(schedule.t_to_sigma(schedule.timesteps))
+    if not (math.isfinite(sigma_model) and sigma_model > 0):
+        raise InputError(f"{what}: must be a positive number in the file's units (e.g. 25 for 8-bit images)")
+    if sigma_model > top:
+        raise InputError(f"{what}: is {sigma_model:.4g} in model units, beyond the schedule's largest noise "
+                         f"{top:.4g}; give the noise std in the file's units (e.g. 25 for 8-bit images)")
+
+
+_SIGMA_FLOOR = 0.015  # model units (~2 levels of 8-bit): below this a filled salt-pepper image is left as is
+
+
+def denoise_media(
+    media: Media, model: DenoisingModel, options: DenoiseOptions, progress: ProgressFn | None = None
+) -> tuple[Media, dict]:
+    """Clean a loaded file: units, noise estimate, salt-and-pepper fill, tiled reverse process.
+
+    Images and audio: ``sigma_model = sigma_file / media.scale``. Signals: robust-normalised per channel
+    (``z = (x - median) / scale``), so ``sigma_model = sigma_file / scale``, and mapped back afterwards.
+    Returns the cleaned Media (clipped to its value range, alpha untouched) and a report dict.
+    """
+    validate_options(options)
+    notes = check_model_fits(model.config, media)
+    rank = int(model.rank)
+    x = np.asarray(media.samples, dtype=np.float64)
+    one_d_input = x.ndim == 1
+    if one_d_input:
+        x = x[:, None]
+    if media.domain == "signal":
+        from diffuse_cli.io import robust_denormalize, robust_normalize
+
+        z, centre, unit = robust_normalize(x)
+        unit = np.broadcast_to(np.asarray(unit, dtype=np.float64), (x.shape[-1],))
+    else:
+        z, centre, unit = x, None, np.full((x.shape[-1],), float(media.scale))
+    value_range = media.value_range if media.domain != "signal" else None
+    rng = np.random.default_rng(options.seed)
+
+    # Salt-and-pepper: decide, detect and fill first; the Gaussian part is handled below.
+    kind = options.noise_kind
+    impulses = 0
+    if kind == "auto":
+        is_sp, impulses = looks_salt_pepper(z, value_range)
+        kind = "salt-pepper" if is_sp else "gaussian"
+        impulses = impulses if is_sp else 0
+        notes.append(f"auto: {'salt-and-pepper' if is_sp else 'Gaussian'} noise detected")
+    if kind == "salt-pepper":
+        mask = detect_impulses(z, value_range)
+        impulses = int(mask.sum())
+        z = fill_impulses(z, mask)
+
+    # Noise level: given (file units) or estimated (model units), per channel group.
+    per_channel = rank == 1 and int(model.config.get("channels", 1)) == 1 and z.shape[-1] > 1
+    groups = [slice(c, c + 1) for c in range(z.shape[-1])] if per_channel else [slice(0, z.shape[-1])]
+    estimated = options.sigma is None
+    sigmas_model = []
+    for g in groups:
+        if estimated:
+            s = estimate_sigma(z[..., g], rank, value_range)
+        else:
+            s = float(options.sigma) / float(np.sqrt(np.mean(unit[g] ** 2)))
+            _check_sigma_model(s, model.schedule, f"--sigma {options.sigma}")
+        sigmas_model.append(s)
+
+    out = np.empty_like(z)
+    top = float(model.schedule.t_to_sigma(model.schedule.timesteps))
+    done_units = [0]
+    total_groups = len(groups)
+
+    def group_progress(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done_units[0] * total + done, total * total_groups)
+
+    untouched: list[slice] = []
+    for i, (g, s) in enumerate(zip(groups, sigmas_model)):
+        done_units[0] = i
+        if estimated and s > top:
+            notes.append(f"estimated noise {s:.3g} exceeds the model's range; capped at {top:.3g}")
+            s = top
+        skip = kind == "salt-pepper" and estimated and s < _SIGMA_FLOOR
+        if skip or s <= 0:
+            out[..., g] = z[..., g]
+            if kind != "salt-pepper":
+                untouched.append(g)
+            continue
+        out[..., g] = denoise_array(z[..., g], model, s, options, rng, group_progress)
+
+    if media.domain == "signal":
+        result = robust_denormalize(out, centre, unit)
+        for g in untouched:  # bit-exact, not normalised and back
+            result[..., g] = x[..., g]
+    else:
+        result = out
+    if value_range is not None:
+        result = np.clip(result, *value_range)
+    if one_d_input:
+        result = result[:, 0]
+    dtype = media.samples.dtype if np.issubdtype(media.samples.dtype, np.floating) else np.float32
+    cleaned = media.with_samples(result.astype(dtype))
+    sigma_file = [float(s * np.sqrt(np.mean(unit[g] ** 2))) for g, s in zip(groups, sigmas_model)]
+    # Summaries over the channels that had noise (a straight time column estimates 0 and is left alone).
+    noisy_channels = [i for i, s in enumerate(sigmas_model) if s > 0] or list(range(len(groups)))
+    sigma_model = float(np.median([sigmas_model[i] for i in noisy_channels]))
+    info = {
+        "sigma": float(np.median([sigma_file[i] for i in noisy_channels])),
+        "sigma_model": sigma_model,
+        "sigma_estimated": estimated,
+        "t_star": t_star(model.schedule, min(sigma_model, top)),
+        "method": options.method,
+        "steps": 1 if options.method == "onestep" else int(options.steps),
+        "noise_kind_used": kind,
+        "impulses": impulses,
+        "notes": notes,
+    }
+    if len(groups) > 1:
+        info["sigma_per_channel"] = sigma_file
+    return cleaned, info
