@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,7 +19,7 @@ from rich.console import Console
 from diffuse_cli import __version__
 from diffuse_cli.errors import InputError, Interrupted
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 app = typer.Typer(
     name="diffuse",
@@ -33,16 +33,16 @@ app = typer.Typer(
 # Options shared by several commands: one definition, one help text.
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Output file, or '-' for stdout.")]
 FormatOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--format", help="Output format (png, jpeg, tiff, bmp, webp, wav, flac, ogg, csv, txt, npy); "
                  "default: from the output's extension, or the input's format for '-'."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr (errors still).")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed: the same seed gives identical output.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed: the same seed gives identical output.")]
 BitDepthOpt = Annotated[
-    Optional[int], typer.Option("--bit-depth", help="Images: write 8 or 16 bits per channel (default: as the input).")
+    int | None, typer.Option("--bit-depth", help="Images: write 8 or 16 bits per channel (default: as the input).")
 ]
 
 
@@ -88,12 +88,12 @@ def noise(
     output: OutputOpt,
     kind: Annotated[str, typer.Option(help="gaussian, salt-pepper or diffusion.")] = "gaussian",
     sigma: Annotated[
-        Optional[float], typer.Option(help="Gaussian std in the file's units (0-255 for 8-bit images).")
+        float | None, typer.Option(help="Gaussian std in the file's units (0-255 for 8-bit images).")
     ] = None,
-    snr: Annotated[Optional[float], typer.Option(help="Gaussian noise for this target SNR in dB.")] = None,
+    snr: Annotated[float | None, typer.Option(help="Gaussian noise for this target SNR in dB.")] = None,
     amount: Annotated[float, typer.Option(help="Salt-and-pepper: fraction of pixels/samples hit.")] = 0.05,
     salt_ratio: Annotated[float, typer.Option(help="Salt-and-pepper: fraction of hits set to the maximum.")] = 0.5,
-    step: Annotated[Optional[float], typer.Option(help="Diffusion: step t of q(x_t|x_0) (real values allowed).")] = None,
+    step: Annotated[float | None, typer.Option(help="Diffusion: step t of q(x_t|x_0) (real values allowed).")] = None,
     schedule: Annotated[str, typer.Option(help="Diffusion: linear or cosine betas.")] = "linear",
     timesteps: Annotated[int, typer.Option(help="Diffusion: number of steps T.")] = 1000,
     seed: SeedOpt = None,
@@ -141,10 +141,10 @@ def encode_steps(
     steps: Annotated[str, typer.Option(help="Comma list (0,5,10.5) or range START:STOP[:STEP].")] = "0:10",
     dim: Annotated[int, typer.Option(help="Encoding size d_model (ignored with --model).")] = 16,
     output: Annotated[
-        Optional[str], typer.Option("--output", "-o", help="Write .npy, .csv or .png (heatmap); '-' for stdout.")
+        str | None, typer.Option("--output", "-o", help="Write .npy, .csv or .png (heatmap); '-' for stdout.")
     ] = None,
-    model: Annotated[Optional[str], typer.Option(help="Show this trained model's encodings (learned too).")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="npy, csv or png (default: from -o).")] = None,
+    model: Annotated[str | None, typer.Option(help="Show this trained model's encodings (learned too).")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="npy, csv or png (default: from -o).")] = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -258,7 +258,7 @@ def train(
     widths: Annotated[str, typer.Option(help="U-Net channel widths per level, comma separated.")] = "32,64,128",
     blocks: Annotated[int, typer.Option(help="U-Net residual blocks per level.")] = 1,
     dense_hidden: Annotated[int, typer.Option(help="Dense model: hidden units (the seed uses 128).")] = 128,
-    length: Annotated[Optional[int], typer.Option(help="Dense model: fixed signal length.")] = None,
+    length: Annotated[int | None, typer.Option(help="Dense model: fixed signal length.")] = None,
     embedding: Annotated[str, typer.Option(help="Step encoding: sinusoidal or learned.")] = "sinusoidal",
     embedding_dim: Annotated[int, typer.Option(help="Step encoding size.")] = 64,
     activation_noise: Annotated[
@@ -267,19 +267,21 @@ def train(
     schedule: Annotated[str, typer.Option(help="Noise schedule: linear or cosine.")] = "linear",
     timesteps: Annotated[int, typer.Option(help="Diffusion length T.")] = 1000,
     patch_size: Annotated[
-        Optional[int], typer.Option(help="Image patch side or signal segment length (default 64 / 1024).")
+        int | None, typer.Option(help="Image patch side or signal segment length (default 64 / 1024).")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Patches per training step.")] = 16,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Stop after this many epochs.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Stop after this many epochs.")] = None,
     steps_per_epoch: Annotated[int, typer.Option(help="Steps per epoch (validation runs after each).")] = 200,
     lr: Annotated[float, typer.Option(help="Peak learning rate (Adam, warm-up then cosine decay).")] = 2e-4,
     loss: Annotated[str, typer.Option(help="mse, l1, ssim or mse+ssim.")] = "mse",
-    loss_weights: Annotated[Optional[str], typer.Option(help="Weights for a mixed loss, e.g. 1,0.1.")] = None,
+    loss_weights: Annotated[str | None, typer.Option(help="Weights for a mixed loss, e.g. 1,0.1.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Save a checkpoint every N steps.")] = 100,
     keep: Annotated[int, typer.Option(help="Keep the last K checkpoints.")] = 3,
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out.")] = False,
-    export_only: Annotated[bool, typer.Option(help="Only export the latest checkpoint (config, weights, SavedModel).")] = False,
+    export_only: Annotated[
+        bool, typer.Option(help="Only export the latest checkpoint (config, weights, SavedModel).")
+    ] = False,
     strategy: Annotated[str, typer.Option(help="default, mirrored or multi-worker (reads TF_CONFIG).")] = "default",
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,
@@ -322,7 +324,7 @@ class TrainProgress:
         )
         self.task = None
 
-    def __enter__(self) -> "TrainProgress":
+    def __enter__(self) -> TrainProgress:
         self.progress.__enter__()
         return self
 
@@ -350,15 +352,15 @@ class TrainProgress:
     "Example: cat noisy.wav | diffuse denoise - -o - > clean.wav",
 )
 def denoise(
-    inputs: Annotated[Optional[list[str]], typer.Argument(help="Files, folders, globs, or '-' for stdin.")] = None,
+    inputs: Annotated[list[str] | None, typer.Argument(help="Files, folders, globs, or '-' for stdin.")] = None,
     output: Annotated[
-        Optional[str], typer.Option("--output", "-o", help="Output file, folder (for several inputs) or '-'.")
+        str | None, typer.Option("--output", "-o", help="Output file, folder (for several inputs) or '-'.")
     ] = None,
     model: Annotated[
-        Optional[str], typer.Option(help="Trained model directory (default: the bundled model for the data).")
+        str | None, typer.Option(help="Trained model directory (default: the bundled model for the data).")
     ] = None,
     sigma: Annotated[
-        Optional[float], typer.Option(help="Noise std in the file's units (0-255 for 8-bit); default: estimated.")
+        float | None, typer.Option(help="Noise std in the file's units (0-255 for 8-bit); default: estimated.")
     ] = None,
     method: Annotated[str, typer.Option(help="onestep (posterior mean, best PSNR), ddim or ddpm.")] = "onestep",
     steps: Annotated[int, typer.Option(help="Reverse steps for ddim/ddpm.")] = 10,
@@ -367,9 +369,9 @@ def denoise(
     overlap: Annotated[int, typer.Option(help="Tile overlap (pixels), blended with a smooth window.")] = 32,
     batch: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
     reference: Annotated[
-        Optional[str], typer.Option(help="Clean file (or folder) to score input and output against.")
+        str | None, typer.Option(help="Clean file (or folder) to score input and output against.")
     ] = None,
-    shard: Annotated[Optional[str], typer.Option(help="Process only slice I of N of the file list, as I/N.")] = None,
+    shard: Annotated[str | None, typer.Option(help="Process only slice I of N of the file list, as I/N.")] = None,
     list_models: Annotated[bool, typer.Option("--list-models", help="List the bundled models and exit.")] = False,
     seed: SeedOpt = None,
     format: FormatOpt = None,
@@ -524,7 +526,8 @@ def report_file(record: dict, quiet: bool) -> None:
     if m and "psnr_in" in m:
         line += f"; PSNR {m['psnr_in']:.2f} -> {m['psnr_out']:.2f} dB, SSIM {m['ssim_in']:.3f} -> {m['ssim_out']:.3f}"
     elif m:
-        line += f"; SNR {m['snr_in']:.2f} -> {m['snr_out']:.2f} dB, SI-SDR {m['si_sdr_in']:.2f} -> {m['si_sdr_out']:.2f} dB"
+        line += (f"; SNR {m['snr_in']:.2f} -> {m['snr_out']:.2f} dB, "
+                 f"SI-SDR {m['si_sdr_in']:.2f} -> {m['si_sdr_out']:.2f} dB")
     info(line, quiet)
 
 
@@ -554,7 +557,7 @@ class FileProgress:
         self.files = self.progress.add_task("files", total=total_files)
         self.tile_task = None
 
-    def __enter__(self) -> "FileProgress":
+    def __enter__(self) -> FileProgress:
         self.progress.__enter__()
         return self
 
@@ -579,7 +582,11 @@ class FileProgress:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every failure into one line on stderr and an exit code."""
-    from typer._click.exceptions import Abort, ClickException
+    try:  # typer >= 0.20 vendors click; older releases use click itself
+        from typer._click.exceptions import ClickException
+        from typer.exceptions import Abort
+    except ImportError:  # pragma: no cover
+        from click.exceptions import Abort, ClickException
 
     command = typer.main.get_command(app)
     try:
