@@ -68,7 +68,7 @@ class Schedule:
     alpha_bar: np.ndarray  # (T + 1,), alpha_bar[t] for t = 0..T
 
     @classmethod
-    def create(cls, kind: str = "linear", timesteps: int = 1000) -> "Schedule":
+    def create(cls, kind: str = "linear", timesteps: int = 1000) -> Schedule:
         if timesteps < 2:
             raise ValueError("timesteps must be at least 2")
         betas = make_betas(kind, timesteps)
