@@ -104,6 +104,15 @@ def validate_options(opts: NoiseOptions) -> None:
             raise InputError(f"--schedule {opts.schedule!r}: use linear or cosine")
 
 
+def axis_columns(x: np.ndarray) -> list[int]:
+    """Columns of an (N, C) signal that are exact straight lines (second differences ~ 0): time/index axes."""
+    if x.ndim != 2 or x.shape[0] < 3 or x.shape[1] < 2:
+        return []
+    d2 = np.abs(np.diff(x, n=2, axis=0))
+    span = np.max(np.abs(x), axis=0) + 1e-300
+    return [c for c in range(x.shape[1]) if np.all(d2[:, c] <= 1e-9 * span[c]) and np.ptp(x[:, c]) > 0]
+
+
 def quantize_like_file(media, samples: np.ndarray) -> np.ndarray:
     """What the saved file will hold: clipped to the value range and, for integer images, rounded to levels."""
     out = np.asarray(samples, dtype=np.float64)
@@ -122,8 +131,15 @@ def noise_media(media, opts: NoiseOptions):
     """
     validate_options(opts)
     rng = np.random.default_rng(opts.seed)
-    x = np.asarray(media.samples, dtype=np.float64)
+    full = np.asarray(media.samples, dtype=np.float64)
     report: dict = {"kind": opts.kind, "seed": opts.seed}
+    # A straight-line column of a signal (time or index axis, e.g. "time" in a sensor CSV) is not a
+    # measurement: it is left untouched and out of the SNR.
+    axes = axis_columns(full) if media.domain == "signal" else []
+    measured = [c for c in range(full.shape[-1]) if c not in axes]
+    if axes:
+        report["untouched_columns"] = axes
+    x = full[..., measured]
     if opts.kind == "gaussian":
         sigma_model = opts.sigma / media.scale if opts.sigma is not None else sigma_for_snr(x, opts.snr)
         noisy = x + rng.standard_normal(x.shape) * sigma_model
@@ -148,8 +164,10 @@ def noise_media(media, opts: NoiseOptions):
             noisy = forward_diffusion(x, opts.step, schedule, rng)
         ab = float(schedule.alpha_bar_at(opts.step))
         report.update(step=opts.step, schedule=opts.schedule, timesteps=opts.timesteps, alpha_bar=ab)
-    written = quantize_like_file(media, noisy)
-    report.update(quality_report(media, x, written))
+    out = full.copy()
+    out[..., measured] = noisy
+    written = quantize_like_file(media, out)
+    report.update(quality_report(media, x, written[..., measured]))
     return media.with_samples(written.astype(media.samples.dtype)), report
 
 
