@@ -166,7 +166,7 @@ def test_time_column_of_a_csv_is_left_alone(tmp_path):
     src, out = tmp_path / "s.csv", tmp_path / "n.csv"
     t = np.arange(500) * 30
     v = 20 + np.sin(t / 900.0)
-    src.write_text("time,value\n" + "".join(f"{a},{b!r}\n" for a, b in zip(t, v)))
+    src.write_text("time,value\n" + "".join(f"{a},{float(b)!r}\n" for a, b in zip(t, v)))
     r = diffuse("noise", src, "-o", out, "--sigma", "0.1", "--seed", "2")
     assert r.returncode == 0, r.stderr
     data = np.loadtxt(out, delimiter=",", skiprows=1)
