@@ -31,3 +31,15 @@ demo: install
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache
+
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+# Held-out benchmark data comes from Debian packages (apt-get install -y espeak-ng plasma-workspace-wallpapers).
+bench: $(VENV)/.bench-installed
+	test -d runs/defaults-data/bench/images || $(BIN)/python scripts/prepare_defaults_data.py runs/defaults-data
+	$(BIN)/python bench/run_bench.py --data runs/defaults-data/bench --out bench
+
+perf: $(VENV)/.bench-installed
+	$(BIN)/python bench/perf.py --out bench
