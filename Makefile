@@ -21,12 +21,14 @@ test: install
 lint: install
 	$(BIN)/ruff check diffuse_cli tests
 
-# The main job on sample data: noise a photo, clean it with the bundled model, report PSNR.
+# The main job on sample data: noise a photo, train a small model (no bundled default model yet), denoise.
 demo: install
 	mkdir -p $(DEMO)
 	$(DIFFUSE) noise sample_data/photo-gray.png -o $(DEMO)/gray-noisy.png --sigma 25 --seed 1 --force
-	$(DIFFUSE) denoise $(DEMO)/gray-noisy.png -o $(DEMO)/gray-clean.png --reference sample_data/photo-gray.png --force
-	$(DIFFUSE) denoise sample_data/speech-noisy.wav -o $(DEMO)/speech-clean.wav --reference sample_data/speech.wav --force
+	test -f $(DEMO)/model/config.json || $(DIFFUSE) train sample_data/photo-gray.png sample_data/photo-gray16.png \
+		--out $(DEMO)/model --widths 16,32,64 --max-steps 400 --steps-per-epoch 200
+	$(DIFFUSE) denoise $(DEMO)/gray-noisy.png -o $(DEMO)/gray-clean.png --model $(DEMO)/model \
+		--reference sample_data/photo-gray.png --force
 	$(DIFFUSE) encode-steps --steps 0,10,100,500 --dim 8
 
 clean:
