@@ -6,6 +6,7 @@ inside the commands that use them, so ``--help``, ``noise`` and ``encode-steps``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -63,6 +64,28 @@ def root(
     Every command reads '-' as stdin and writes '-' to stdout; messages go to stderr.
     Exit codes: 0 ok, 1 internal error, 2 bad input, 130/143 interrupted.
     """
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Silence TensorFlow's C++ start-up chatter (absl, CUDA probing) on fd 2 while it loads.
+
+    TF_CPP_MIN_LOG_LEVEL does not cover absl's pre-initialisation warning, and stderr must carry
+    only our own messages. Python-level errors raised inside still reach the user: fd 2 is restored
+    before they are printed.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def info(message: str, quiet: bool) -> None:
@@ -157,9 +180,10 @@ def encode_steps(
     except ValueError as err:
         raise InputError(f"--steps {steps!r}: {err}") from None
     if model is not None:
-        from diffuse_cli import modelstore  # imports TensorFlow: only for --model
+        with native_stderr_silenced():
+            from diffuse_cli import modelstore  # imports TensorFlow: only for --model
 
-        loaded = modelstore.load_model(model)
+            loaded = modelstore.load_model(model)
         values = loaded.step_encodings(t)
         source = f"{model} ({loaded.config['embedding']})"
     else:
@@ -293,7 +317,8 @@ def train(
         weight_list = tuple(float(w) for w in loss_weights.split(",")) if loss_weights else None
     except ValueError:
         raise InputError("--widths/--loss-weights: give comma-separated numbers, e.g. 32,64,128") from None
-    from diffuse_cli import training  # imports TensorFlow
+    with native_stderr_silenced():
+        from diffuse_cli import training  # imports TensorFlow
 
     opts = training.TrainOptions(
         data=list(data), out=out, arch=arch, widths=width_list, blocks=blocks, dense_hidden=dense_hidden,
@@ -469,14 +494,15 @@ def denoise_one(src, dst, model_dir, options, reference, fmt, bit_depth, force, 
 
     started = time.perf_counter()
     if dst != "-":
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)  # an output folder mirrors the input tree
         io.check_output_path(dst, [src], force)
-        Path(dst).parent.mkdir(parents=True, exist_ok=True)
     media = io.load(src)
     model_path = model_dir or bundled.choose(media)
     if model_path not in cache:
-        from diffuse_cli import modelstore  # imports TensorFlow
+        with native_stderr_silenced():
+            from diffuse_cli import modelstore  # imports TensorFlow
 
-        cache[model_path] = modelstore.load_model(model_path)
+            cache[model_path] = modelstore.load_model(model_path)
     model = cache[model_path]
     engine.check_model_fits(model.config, media, model_path)
     progress.start_file(src)
