@@ -352,7 +352,8 @@ class _Tiling:
         return int(np.prod([len(s) for s in self.starts]))
 
     def positions(self) -> Iterator[tuple[int, ...]]:
-        yield from (tuple(p) for p in np.stack(np.meshgrid(*self.starts, indexing="ij"), -1).reshape(-1, len(self.shape)))
+        grid = np.stack(np.meshgrid(*self.starts, indexing="ij"), -1).reshape(-1, len(self.shape))
+        yield from (tuple(p) for p in grid)
 
     def window(self, pos: tuple[int, ...]) -> np.ndarray:
         """Separable product of per-axis ramps, shape = tile."""
