@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 DIFFUSE := $(BIN)/diffuse
 DEMO := runs/demo
 
-.PHONY: install test lint demo train-demo train-defaults bench perf fuzz clean
+.PHONY: install test lint demo train-demo train-defaults train-default-image train-default-audio bundle-defaults \
+	bench perf fuzz clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +40,41 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	touch $@
 
 # Held-out benchmark data comes from Debian packages (apt-get install -y espeak-ng plasma-workspace-wallpapers).
+# Default models: rebuilt from scratch, reproducibly (--seed), from offline sources only (see
+# scripts/prepare_defaults_data.py). Hours on 2 CPU cores: re-running resumes from the checkpoints in runs/defaults.
+DATA := runs/defaults-data
+IMAGE_STEPS ?= 5000
+AUDIO_STEPS ?= 5000
+IMAGE_MODEL := runs/defaults/photo-gray
+AUDIO_MODEL := runs/defaults/speech-16k
+
+$(DATA)/train/images:
+	$(BIN)/python scripts/prepare_defaults_data.py $(DATA)
+
+train-default-image: install $(DATA)/train/images
+	$(DIFFUSE) train $(DATA)/train/images --out $(IMAGE_MODEL) --resume --channels 1 \
+		--widths 16,32,64,128 --patch-size 96 --batch-size 16 --max-steps $(IMAGE_STEPS) --lr 1e-3 \
+		--warmup-steps 200 --low-noise-fraction 0.9 --low-noise-sigma 1,100 --val-sigma 25 \
+		--steps-per-epoch 250 --checkpoint-every 250 --keep 2 --seed 0 \
+		--description "gray photos: 8 Debian plasma-workspace-wallpapers photographs + 13 scikit-image images (luma)"
+
+train-default-audio: install $(DATA)/train/images
+	$(DIFFUSE) train $(DATA)/train/speech --out $(AUDIO_MODEL) --resume \
+		--widths 16,32,48,64,64 --kernel-size 5 --patch-size 4096 --batch-size 16 --max-steps $(AUDIO_STEPS) \
+		--lr 1e-3 --warmup-steps 200 --low-noise-fraction 0.9 --low-noise-sigma 0.001,0.3 --val-sigma 0.05 \
+		--steps-per-epoch 250 --checkpoint-every 250 --keep 2 --seed 0 \
+		--description "speech, 16 kHz: 160 utterances synthesised with Debian's espeak-ng (several voices)"
+
+# Copies config.json + weights (no SavedModel: the CLI rebuilds the network from the validated config).
+bundle-defaults:
+	for m in $(IMAGE_MODEL) $(AUDIO_MODEL); do \
+		mkdir -p diffuse_cli/models/$$(basename $$m) && \
+		cp $$m/config.json $$m/weights.weights.h5 diffuse_cli/models/$$(basename $$m)/ ; done
+
+train-defaults: install
+	$(MAKE) -j2 train-default-image train-default-audio
+	$(MAKE) bundle-defaults
+
 bench: $(VENV)/.bench-installed
 	test -d runs/defaults-data/bench/images || $(BIN)/python scripts/prepare_defaults_data.py runs/defaults-data
 	$(BIN)/python bench/run_bench.py --data runs/defaults-data/bench --out bench

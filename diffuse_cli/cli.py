@@ -307,6 +307,23 @@ def train(
         bool, typer.Option(help="Only export the latest checkpoint (config, weights, SavedModel).")
     ] = False,
     strategy: Annotated[str, typer.Option(help="default, mirrored or multi-worker (reads TF_CONFIG).")] = "default",
+    channels: Annotated[
+        int | None, typer.Option(help="Images: train on 1 (luma) or 3 channels; default: the data's own.")
+    ] = None,
+    kernel_size: Annotated[int | None, typer.Option(help="Convolution kernel size (default 3 images, 7 1D).")] = None,
+    warmup_steps: Annotated[int | None, typer.Option(help="Learning-rate warm-up steps (default 5%, <= 500).")] = None,
+    val_sigma: Annotated[
+        float | None, typer.Option(help="Validation noise std in file units (default 25 for 8-bit images).")
+    ] = None,
+    low_noise_fraction: Annotated[
+        float, typer.Option(help="Share of each batch drawn at denoising noise levels (the rest: uniform t).")
+    ] = 0.5,
+    low_noise_sigma: Annotated[
+        str | None, typer.Option(help="LO,HI noise std range for that share, in file units (e.g. 1,100).")
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option(help="What the model was trained on; stored in config.json, shown by --list-models.")
+    ] = None,
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -315,8 +332,12 @@ def train(
     try:
         width_list = tuple(int(w) for w in widths.split(","))
         weight_list = tuple(float(w) for w in loss_weights.split(",")) if loss_weights else None
+        low_range = tuple(float(v) for v in low_noise_sigma.split(",")) if low_noise_sigma else None
     except ValueError:
-        raise InputError("--widths/--loss-weights: give comma-separated numbers, e.g. 32,64,128") from None
+        raise InputError("--widths/--loss-weights/--low-noise-sigma: give comma-separated numbers, e.g. 32,64,128") \
+            from None
+    if low_range is not None and (len(low_range) != 2 or not 0 < low_range[0] < low_range[1]):
+        raise InputError(f"--low-noise-sigma {low_noise_sigma}: give LO,HI with 0 < LO < HI, e.g. 1,100")
     with native_stderr_silenced():
         from diffuse_cli import training  # imports TensorFlow
 
@@ -326,7 +347,9 @@ def train(
         schedule=schedule, timesteps=timesteps, patch_size=patch_size, batch_size=batch_size,
         max_steps=max_steps, epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr, loss=loss,
         loss_weights=weight_list, checkpoint_every=checkpoint_every, keep=keep, resume=resume,
-        export_only=export_only, strategy=strategy, seed=seed,
+        export_only=export_only, strategy=strategy, seed=seed, channels=channels, kernel_size=kernel_size,
+        warmup_steps=warmup_steps, val_sigma=val_sigma, low_noise_fraction=low_noise_fraction,
+        low_noise_sigma_file=low_range, extra={"description": description} if description else {},
     )
     with TrainProgress(quiet) as progress:
         summary = training.train(opts, progress=progress.update)

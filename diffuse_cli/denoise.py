@@ -578,6 +578,9 @@ def check_model_fits(config: dict, media: Media, model_name: str = "model") -> l
             raise InputError(f"{model_name}: a {kind} model cannot clean the image {media.source or ''}; use an "
                              f"image model with {have} channel(s) (train one with `diffuse train --channels {have}` "
                              "on images)")
+        if channels == 1 and have == 3:
+            notes.append("gray model on a colour image: each opponent (luma/chroma) channel cleaned alone")
+            return notes
         if channels != have:
             raise InputError(f"{model_name}: a {channels}-channel image model cannot clean this {what} image; it "
                              f"needs a {have}-channel image model (train one with `diffuse train --channels {have}`)")
@@ -597,7 +600,25 @@ def check_model_fits(config: dict, media: Media, model_name: str = "model") -> l
     if kind != media.domain:
         article = "an" if str(kind)[:1] in "aeiou" else "a"
         notes.append(f"{article} {kind} model used on {media.domain} data (both are 1D)")
+    rate = config.get("sample_rate")
+    if needs_resampling(config, media):
+        notes.append(f"resampled {media.sample_rate} Hz -> {rate} Hz (the model's rate) and back")
+        if int(media.sample_rate) > int(rate):
+            notes.append(f"content above {int(rate) // 2} Hz (the model's band) is removed")
     return notes
+
+
+# Opponent colour transform (as in CBM3D): luma and two chroma channels, each scaled into the RGB range
+# (rows sum of |.| = 1) so a gray model sees values like a gray image's. The rows are orthogonal, so
+# i.i.d. RGB noise of std s stays independent across channels, with std s * |row|.
+OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [1 / 2, 0.0, -1 / 2], [1 / 4, -1 / 2, 1 / 4]])
+OPPONENT_NOISE_GAIN = np.sqrt((OPPONENT**2).sum(axis=1))
+
+
+def needs_resampling(config: dict, media: Media) -> bool:
+    rate = config.get("sample_rate")
+    have = getattr(media, "sample_rate", None)
+    return bool(media.domain == "audio" and rate and have and int(have) != int(rate))
 
 
 # --------------------------------------------------------------------------- the whole job
@@ -631,6 +652,12 @@ def denoise_media(
     one_d_input = x.ndim == 1
     if one_d_input:
         x = x[:, None]
+    n_samples = x.shape[0]
+    resampled = needs_resampling(model.config, media)
+    if resampled:  # the model only knows its own rate; go there and come back to the same sample count
+        from diffuse_cli.resample import resample
+
+        x = resample(x, int(media.sample_rate), int(model.config["sample_rate"]))
     if media.domain == "signal":
         from diffuse_cli.io import robust_denormalize, robust_normalize
 
@@ -654,8 +681,14 @@ def denoise_media(
         impulses = int(mask.sum())
         z = fill_impulses(z, mask)
 
+    # A gray model on a colour image cleans the opponent channels one by one (CBM3D's approach).
+    opponent = media.domain == "image" and int(model.config.get("channels", 1)) == 1 and z.shape[-1] == 3
+    if opponent:
+        z = z @ OPPONENT.T
+        unit = unit / OPPONENT_NOISE_GAIN  # file-unit sigma s -> s * gain_k / scale in channel k
+
     # Noise level: given (file units) or estimated (model units), per channel group.
-    per_channel = rank == 1 and int(model.config.get("channels", 1)) == 1 and z.shape[-1] > 1
+    per_channel = (rank == 1 or opponent) and int(model.config.get("channels", 1)) == 1 and z.shape[-1] > 1
     groups = [slice(c, c + 1) for c in range(z.shape[-1])] if per_channel else [slice(0, z.shape[-1])]
     estimated = options.sigma is None
     sigmas_model = []
@@ -689,6 +722,8 @@ def denoise_media(
                 untouched.append(g)
             continue
         out[..., g] = denoise_array(z[..., g], model, s, options, rng, group_progress)
+    if opponent:
+        out = out @ np.linalg.inv(OPPONENT).T
 
     if media.domain == "signal":
         result = robust_denormalize(out, centre, unit)
@@ -698,6 +733,10 @@ def denoise_media(
         result = out
     if value_range is not None:
         result = np.clip(result, *value_range)
+    if resampled:
+        result = resample(result, int(model.config["sample_rate"]), int(media.sample_rate), length=n_samples)
+        if value_range is not None:
+            result = np.clip(result, *value_range)
     if one_d_input:
         result = result[:, 0]
     dtype = media.samples.dtype if np.issubdtype(media.samples.dtype, np.floating) else np.float32

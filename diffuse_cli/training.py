@@ -23,7 +23,7 @@ import signal  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator, Sequence  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
+from dataclasses import asdict, dataclass, field, replace  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -85,6 +85,7 @@ class TrainOptions:
     val_count: int = 16  # fixed validation patches
     low_noise_fraction: float = 0.5
     low_noise_sigma: tuple[float, float] | None = None  # model units; None = LOW_NOISE_SIGMA[domain]
+    low_noise_sigma_file: tuple[float, float] | None = None  # the same in file units (the CLI's); overrides it
     memory_limit_mb: float = 2048.0  # decoded data above this is streamed from disk file by file
     patches_per_file: int = 32  # streaming: patches cut from each file per visit
     log_every: int = 10
@@ -733,6 +734,9 @@ def train(options: TrainOptions, progress: ProgressFn | None = None) -> dict:
         _write_run_config(run_config_path, config, [])
 
     val_sigma = (options.val_sigma / source.scale) if options.val_sigma else VAL_SIGMA_MODEL[source.domain]
+    if options.low_noise_sigma_file:
+        lo, hi = options.low_noise_sigma_file
+        options = replace(options, low_noise_sigma=(lo / source.scale, hi / source.scale))
     validator = Validator(
         source.validation_patches(patch, options.val_count, options.seed), val_sigma, schedule, source.domain,
         options.seed,
@@ -839,6 +843,8 @@ def train(options: TrainOptions, progress: ProgressFn | None = None) -> dict:
         "batch_size": options.batch_size,
         "loss_terms": terms,
         "lr": options.lr,
+        "low_noise_fraction": options.low_noise_fraction,
+        "low_noise_sigma_model_units": list(options.low_noise_sigma or LOW_NOISE_SIGMA[source.domain]),
         "strategy": options.strategy,
         "history": history,
         **options.extra,

@@ -404,8 +404,9 @@ class FakeMedia:
 def test_check_model_fits_messages():
     gray = {"domain": "image", "channels": 1, "arch": "unet"}
     rgb = FakeMedia("image", np.zeros((8, 8, 3)))
-    with pytest.raises(InputError, match=r"1-channel image model.*RGB.*3-channel image model.*--channels 3"):
-        dn.check_model_fits(gray, rgb, "M")
+    with pytest.raises(InputError, match=r"3-channel image model.*gray \(1-channel\).*1-channel image model"):
+        dn.check_model_fits({"domain": "image", "channels": 3, "arch": "unet"}, FakeMedia("image", np.zeros((8, 8, 1))))
+    assert "opponent" in dn.check_model_fits(gray, rgb, "M")[0]
     with pytest.raises(InputError, match="audio model cannot clean the image"):
         dn.check_model_fits({"domain": "audio", "channels": 1, "arch": "unet"}, rgb)
     with pytest.raises(InputError, match="image model cannot clean audio"):
@@ -421,7 +422,7 @@ def test_check_model_fits_messages():
     assert dn.check_model_fits(gray, FakeMedia("image", np.zeros((8, 8, 1)))) == []
     for err in (InputError,):
         try:
-            dn.check_model_fits(gray, rgb)
+            dn.check_model_fits(gray, FakeMedia("image", np.zeros((8, 8, 2))))
         except err as e:
             assert "\n" not in str(e)
 
@@ -495,6 +496,52 @@ def test_denoise_media_signal_is_normalised_per_channel():
     assert info["sigma_per_channel"][1] == pytest.approx(0.001, rel=0.15)
     # eps = 0 means x0_hat = y: the signal comes back exactly, in its own units.
     np.testing.assert_allclose(out.samples, noisy, rtol=1e-9, atol=1e-9)
+
+
+def test_gray_model_on_colour_goes_through_the_opponent_transform():
+    rng = np.random.default_rng(3)
+    clean = np.concatenate([smooth_image(48, 48, seed=k) for k in range(3)], -1) * 0.6
+    sigma = np.array([20.0, 20.0, 20.0])  # file units (0-255 scale), i.i.d. over RGB
+    noisy = (clean + sigma / 127.5 * rng.standard_normal(clean.shape)).astype(np.float32)
+    media = FakeMedia("image", noisy, scale=127.5)
+    seen = []
+
+    def fn(x_t, t):  # eps = 0: x0_hat = y, so only the transform and its inverse act on the data
+        seen.append(x_t.shape[-1])
+        return np.zeros_like(x_t)
+
+    out, info = dn.denoise_media(media, DummyModel(fn, channels=1, multiple=8), dn.DenoiseOptions(tile=64))
+    assert set(seen) == {1}  # the gray network only ever sees one channel
+    np.testing.assert_allclose(out.samples, np.clip(noisy, -1, 1), atol=1e-5)
+    # Each opponent channel's estimate, reported in RGB file units, is the RGB noise std.
+    assert info["sigma_per_channel"] == pytest.approx(list(sigma), rel=0.15)
+    assert any("opponent" in n for n in info["notes"])
+    # The transform keeps i.i.d. noise independent: channel noise stds follow the row norms.
+    opp = (noisy - clean).reshape(-1, 3) @ dn.OPPONENT.T
+    np.testing.assert_allclose(opp.std(axis=0), 20 / 127.5 * dn.OPPONENT_NOISE_GAIN, rtol=0.05)
+    assert abs(np.corrcoef(opp.T)[0, 1]) < 0.05
+
+
+def test_audio_is_resampled_to_the_model_rate_and_back():
+    n, rate = 44100, 44100
+    tt = np.arange(n) / rate
+    x = (0.3 * np.sin(2 * np.pi * 440 * tt))[:, None].astype(np.float32)
+    media = FakeMedia("audio", x)
+    media.sample_rate = rate
+    lengths = []
+
+    def fn(x_t, t):
+        lengths.append(x_t.shape[1])
+        return np.zeros_like(x_t)
+
+    model = DummyModel(fn, rank=1, domain="audio")
+    model.config["sample_rate"] = 16000
+    out, info = dn.denoise_media(media, model, dn.DenoiseOptions(sigma=0.01))
+    assert out.samples.shape == x.shape  # same sample count as the input
+    assert sum(lengths) < 0.5 * n  # the network ran at 16 kHz, not 44.1 kHz
+    # A 440 Hz tone is inside the model's band: it survives the round trip.
+    np.testing.assert_allclose(out.samples[1000:-1000], x[1000:-1000], atol=2e-3)
+    assert any("44100 Hz -> 16000 Hz" in note for note in info["notes"])
 
 
 def test_validate_options():

@@ -35,17 +35,26 @@ def list_bundled() -> list[dict]:
 
 
 def choose(media) -> str:
-    """The bundled model for a loaded file: same domain (audio models serve signals too) and channels."""
+    """The bundled model for a loaded file.
+
+    Images: a model with the image's channel count, else a gray model (it cleans a colour image's
+    opponent channels one by one). Audio and signals: a 1D model, audio models first for audio.
+    """
     entries = list_bundled()
-    channels = media.samples.shape[-1]
-    wanted = ("image",) if media.domain == "image" else (media.domain, "audio", "signal")
+    channels = media.samples.shape[-1] if media.samples.ndim >= 2 else 1
+    if media.domain == "image":
+        images = [e for e in entries if e["domain"] == "image"]
+        for e in images:
+            if e["channels"] == channels:
+                return e["path"]
+        for e in images:
+            if e["channels"] == 1 and channels == 3:
+                return e["path"]
+    wanted = () if media.domain == "image" else (media.domain, "audio", "signal")
     for domain in wanted:
         for e in entries:
-            if e["domain"] != domain:
-                continue
-            if media.domain == "image" and e["channels"] != channels:
-                continue
-            return e["path"]
+            if e["domain"] == domain:
+                return e["path"]
     kind = f"{channels}-channel image" if media.domain == "image" else media.domain
     raise InputError(
         f"{media.source}: no bundled model for {kind} data; pass --model DIR "
