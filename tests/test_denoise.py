@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from diffuse_cli import denoise as dn
+from diffuse_cli import impulses as imp
 from diffuse_cli.errors import InputError
 from diffuse_cli.schedule import Schedule
 
@@ -340,9 +341,9 @@ def _median3(x: np.ndarray) -> np.ndarray:
 def test_salt_pepper_fill_beats_median_filter():
     clean = smooth_image(128, 128, c=3)
     noisy = _salt_pepper(clean, 0.1, 0)
-    mask = dn.detect_impulses(noisy, (-1.0, 1.0))
+    mask = imp.detect_impulses(noisy, (-1.0, 1.0))
     assert abs(mask[..., 0].mean() - 0.1) < 0.02
-    filled = dn.fill_impulses(noisy, mask)
+    filled = imp.fill_impulses(noisy, mask)
     assert _psnr(clean, filled) > _psnr(clean, _median3(noisy)) + 3
     assert _psnr(clean, filled) > 35
 
@@ -352,17 +353,17 @@ def test_fill_handles_dense_impulse_clusters():
     mask = np.zeros_like(x, dtype=bool)
     mask[2:15, 2:15] = True
     x[mask] = 1.0
-    filled = dn.fill_impulses(x, mask)
+    filled = imp.fill_impulses(x, mask)
     np.testing.assert_allclose(filled, 0.0)
 
 
 def test_auto_detects_salt_pepper_vs_gaussian():
     clean = smooth_image(128, 128)
-    sp, count = dn.looks_salt_pepper(_salt_pepper(clean, 0.05, 1), (-1.0, 1.0))
+    sp, count = imp.looks_salt_pepper(_salt_pepper(clean, 0.05, 1), (-1.0, 1.0))
     assert sp and count > 0.04 * clean.size
     for sigma255 in (10, 25, 50):
         for img in (clean, textured_image(128, 128), clean - 0.6):  # clean - 0.6: dark, so noise clips
-            sp, _ = dn.looks_salt_pepper(_noisy(img, sigma255, 2), (-1.0, 1.0))
+            sp, _ = imp.looks_salt_pepper(_noisy(img, sigma255, 2), (-1.0, 1.0))
             assert not sp
 
 
@@ -372,8 +373,8 @@ def test_impulses_in_1d():
     noisy = x.copy()
     hit = rng.random(4000) < 0.05
     noisy[hit, 0] = rng.choice([-1.0, 1.0], hit.sum())
-    mask = dn.detect_impulses(noisy, (-1.0, 1.0))
-    filled = dn.fill_impulses(noisy, mask)
+    mask = imp.detect_impulses(noisy, (-1.0, 1.0))
+    filled = imp.fill_impulses(noisy, mask)
     assert np.abs(filled - x).max() < 0.05
 
 
