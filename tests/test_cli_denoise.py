@@ -98,7 +98,7 @@ def test_salt_and_pepper_beats_median(tiny_image_model_dir, tmp_path):
     assert diffuse("noise", "sample_data/photo-gray.png", "-o", sp, "--kind", "salt-pepper", "--amount", "0.1",
                    "--seed", "3").returncode == 0
     out = tmp_path / "out.png"
-    r = diffuse("denoise", sp, "-o", out, "--model", tiny_image_model_dir, "--noise-kind", "salt-pepper", "--json")
+    r = diffuse("denoise", sp, "-o", out, "--model", tiny_image_model_dir, "--noise-kind", "auto", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["noise_kind_used"] == "salt-pepper"
     noisy = np.asarray(Image.open(sp), dtype=np.float64)
