@@ -22,15 +22,28 @@ test: install
 lint: install
 	$(BIN)/ruff check diffuse_cli tests
 
-# The main job on sample data: noise a photo, train a small model (no bundled default model yet), denoise.
+# The main job on sample data with the bundled models: noise a photo and a recording, clean them.
 demo: install
 	mkdir -p $(DEMO)
 	$(DIFFUSE) noise sample_data/photo-gray.png -o $(DEMO)/gray-noisy.png --sigma 25 --seed 1 --force
-	test -f $(DEMO)/model/config.json || $(DIFFUSE) train sample_data/photo-gray.png sample_data/photo-gray16.png \
-		--out $(DEMO)/model --widths 16,32,64 --max-steps 400 --steps-per-epoch 200
-	$(DIFFUSE) denoise $(DEMO)/gray-noisy.png -o $(DEMO)/gray-clean.png --model $(DEMO)/model \
-		--reference sample_data/photo-gray.png --force
+	$(DIFFUSE) denoise $(DEMO)/gray-noisy.png -o $(DEMO)/gray-clean.png --reference sample_data/photo-gray.png --force
+	$(DIFFUSE) noise sample_data/photo-color.png -o $(DEMO)/color-noisy.png --sigma 25 --seed 1 --force
+	$(DIFFUSE) denoise $(DEMO)/color-noisy.png -o $(DEMO)/color-clean.png --reference sample_data/photo-color.png --force
+	$(DIFFUSE) noise sample_data/speech.wav -o $(DEMO)/speech-noisy.wav --snr 5 --seed 1 --force
+	$(DIFFUSE) denoise $(DEMO)/speech-noisy.wav -o $(DEMO)/speech-clean.wav --reference sample_data/speech.wav --force
 	$(DIFFUSE) encode-steps --steps 0,10,100,500 --dim 8
+
+# Train a small model on sample_data (a few minutes on 2 cores), then a before/after with it.
+TRAIN_DEMO := runs/train-demo
+train-demo: install
+	mkdir -p $(TRAIN_DEMO)
+	$(DIFFUSE) train sample_data/photo-gray.png sample_data/photo-gray16.png sample_data/photo-color.png --channels 1 \
+		--out $(TRAIN_DEMO)/model --widths 16,32,64 --max-steps 600 --steps-per-epoch 200 --lr 1e-3 --resume
+	$(DIFFUSE) noise sample_data/photo-gray.png -o $(TRAIN_DEMO)/noisy.png --sigma 25 --seed 1 --force
+	$(DIFFUSE) denoise $(TRAIN_DEMO)/noisy.png -o $(TRAIN_DEMO)/clean.png --model $(TRAIN_DEMO)/model \
+		--reference sample_data/photo-gray.png --force
+	$(BIN)/python scripts/before_after.py $(TRAIN_DEMO)/before-after.png $(TRAIN_DEMO)/noisy.png \
+		$(TRAIN_DEMO)/clean.png sample_data/photo-gray.png
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache
@@ -56,14 +69,14 @@ train-default-image: install $(DATA)/train/images
 		--widths 16,32,64,128 --patch-size 96 --batch-size 16 --max-steps $(IMAGE_STEPS) --lr 1e-3 \
 		--warmup-steps 200 --low-noise-fraction 0.9 --low-noise-sigma 1,100 --val-sigma 25 \
 		--steps-per-epoch 250 --checkpoint-every 250 --keep 2 --seed 0 \
-		--description "gray photos: 8 Debian plasma-workspace-wallpapers photographs + 13 scikit-image images (luma)"
+		--description "gray photos (luma): 8 photographs from Debian plasma-workspace-wallpapers (LGPL-3 / CC-BY-SA per wallpaper) + 13 scikit-image data images (licences in skimage/data/README); built by scripts/prepare_defaults_data.py"
 
 train-default-audio: install $(DATA)/train/images
 	$(DIFFUSE) train $(DATA)/train/speech --out $(AUDIO_MODEL) --resume \
 		--widths 16,32,48,64,64 --kernel-size 5 --patch-size 4096 --batch-size 16 --max-steps $(AUDIO_STEPS) \
 		--lr 1e-3 --warmup-steps 200 --low-noise-fraction 0.9 --low-noise-sigma 0.001,0.3 --val-sigma 0.05 \
 		--steps-per-epoch 250 --checkpoint-every 250 --keep 2 --seed 0 \
-		--description "speech, 16 kHz: 160 utterances synthesised with Debian's espeak-ng (several voices)"
+		--description "speech, 16 kHz: 160 utterances synthesised with Debian's espeak-ng (GPL-3 program; the generated audio is ours), several voices; built by scripts/prepare_defaults_data.py"
 
 # Copies config.json + weights (no SavedModel: the CLI rebuilds the network from the validated config).
 bundle-defaults:
@@ -78,6 +91,7 @@ train-defaults: install
 bench: $(VENV)/.bench-installed
 	test -d runs/defaults-data/bench/images || $(BIN)/python scripts/prepare_defaults_data.py runs/defaults-data
 	$(BIN)/python bench/run_bench.py --data runs/defaults-data/bench --out bench
+	$(BIN)/python scripts/readme_results.py bench/report.md README.md
 
 perf: $(VENV)/.bench-installed
 	$(BIN)/python bench/perf.py --out bench

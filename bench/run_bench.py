@@ -300,7 +300,9 @@ class Ours:
             except (OSError, ValueError) as exc:
                 why = f"{cand}: cannot read config.json ({exc})"
                 continue
-            if want_channels is None or int(cfg.get("channels", 0)) == want_channels:
+            have = int(cfg.get("channels", 0))
+            # a gray model also cleans colour (opponent channels one by one)
+            if want_channels is None or have == want_channels or (kind == "color" and have == 1):
                 path = cand
                 break
             why = f"{cand} has {cfg.get('channels')} channel(s), not {want_channels}"

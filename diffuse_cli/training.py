@@ -592,9 +592,10 @@ class _Run:
         return self.manager.save(checkpoint_number=int(self.step.numpy()))
 
 
-def _write_run_config(path: str, config: dict, history: list[dict]) -> None:
-    """checkpoints/config.json: the architecture a --resume or --export-only rebuilds, plus the history."""
-    data = {**config, "training": {"status": "in progress", "history": history}}
+def _write_run_config(path: str, config: dict, history: list[dict], seconds: float = 0.0) -> None:
+    """checkpoints/config.json: the architecture a --resume or --export-only rebuilds, the history and the
+    training time so far (so the total survives interruptions and resumes)."""
+    data = {**config, "training": {"status": "in progress", "history": history, "seconds": round(seconds, 2)}}
     modelstore._atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
@@ -753,6 +754,8 @@ def train(options: TrainOptions, progress: ProgressFn | None = None) -> dict:
     history: list[dict] = list(((saved_cfg or {}).get("training") or {}).get("history", [])) if start_step else []
     prior = _read_json(os.path.join(out, modelstore.CONFIG_NAME)) if options.resume else None
     prior_seconds = float(((prior or {}).get("training") or {}).get("seconds", 0.0))
+    if start_step:  # an interrupted run recorded its time next to its checkpoints
+        prior_seconds = max(prior_seconds, float(((saved_cfg or {}).get("training") or {}).get("seconds", 0.0)))
     writer = tf.summary.create_file_writer(os.path.join(out, "logs")) if chief else tf.summary.create_noop_writer()
     msg = (f"training a {config['arch']} on {len(source.files)} {source.domain} file(s)"
            f"{f' (+{len(source.holdout)} held out)' if source.holdout else ''}, {replicas} replica(s), "
@@ -812,7 +815,7 @@ def train(options: TrainOptions, progress: ProgressFn | None = None) -> dict:
                       "message": f"step {step}/{total}: loss {epoch_loss:.4f}, validation "
                                  f"{validator.metric.upper()} {val:.2f} dB (noisy {validator.baseline:.2f} dB)"})
                 if chief:
-                    _write_run_config(run_config_path, config, history)
+                    _write_run_config(run_config_path, config, history, prior_seconds + time.time() - t_begin)
             if stop.signum is not None:
                 flush()
                 path = run.save() if last_saved != step else run.manager.latest_checkpoint
