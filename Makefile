@@ -20,7 +20,13 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check diffuse_cli tests
+	$(BIN)/ruff check diffuse_cli tests scripts bench
+
+# Mutated sample files through every loader: each must load or fail with a one-line InputError.
+FUZZ_ITERATIONS ?= 2000
+FUZZ_SEED ?= 0
+fuzz: install
+	$(BIN)/python scripts/fuzz_loaders.py --iterations $(FUZZ_ITERATIONS) --seed $(FUZZ_SEED)
 
 # The main job on sample data with the bundled models: noise a photo and a recording, clean them.
 demo: install

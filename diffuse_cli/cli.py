@@ -10,7 +10,9 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -137,14 +139,22 @@ def noise(
     io.check_output_path(output, [input], force)
     media = io.load(input)
     noisy, report = noise_media(media, opts)
-    fmt = io.save(noisy, output, fmt=format, bit_depth=bit_depth, force=force, inputs=[input])
-    report.update(input=input, output=output, format=fmt)
+    notes = list(media.notes)
+    fmt = io.save(noisy, output, fmt=format, bit_depth=bit_depth, force=force, inputs=[input], notes=notes)
+    report.update(input=input, output=output, format=fmt, notes=notes)
     if "psnr_db" in report:
         info(f"{output}: {kind} noise, PSNR {report['psnr_db']:.2f} dB against the input", quiet)
     else:
         info(f"{output}: {kind} noise, SNR {report['snr_db']:.2f} dB against the input", quiet)
+    show_notes(input, notes, quiet)
     if json_out:
         emit_json(report, data_on_stdout=output == "-")
+
+
+def show_notes(name: str, notes: list[str], quiet: bool) -> None:
+    """Conversions the user should know about (palette -> RGB, first GIF frame, alpha dropped), one per line."""
+    for note in dict.fromkeys(notes):
+        info(f"{'<stdin>' if name == '-' else name}: note: {one_line(note)}", quiet)
 
 
 def check_bit_depth(bit_depth: int | None) -> None:
@@ -338,8 +348,13 @@ def train(
             from None
     if low_range is not None and (len(low_range) != 2 or not 0 < low_range[0] < low_range[1]):
         raise InputError(f"--low-noise-sigma {low_noise_sigma}: give LO,HI with 0 < LO < HI, e.g. 1,100")
+    check_model_out(out)
     with native_stderr_silenced():
+        import tensorflow as tf
+
         from diffuse_cli import training  # imports TensorFlow
+
+        tf.config.list_physical_devices()  # device probing (cuInit errors on CPU-only hosts) happens here, silenced
 
     opts = training.TrainOptions(
         data=list(data), out=out, arch=arch, widths=width_list, blocks=blocks, dense_hidden=dense_hidden,
@@ -351,11 +366,36 @@ def train(
         warmup_steps=warmup_steps, val_sigma=val_sigma, low_noise_fraction=low_noise_fraction,
         low_noise_sigma_file=low_range, extra={"description": description} if description else {},
     )
-    with TrainProgress(quiet) as progress:
-        summary = training.train(opts, progress=progress.update)
+    created = not os.path.exists(out)
+    try:
+        with TrainProgress(quiet) as progress:
+            summary = training.train(opts, progress=progress.update)
+    except InputError:
+        # Bad data found before the first checkpoint: leave no half-made model folder behind.
+        if created and not os.path.exists(os.path.join(out, "checkpoints", "checkpoint")):
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     info(f"{out}: trained {summary.get('steps')} steps, loss {summary.get('loss', float('nan')):.4f}", quiet)
     if json_out:
         emit_json(summary, data_on_stdout=False)
+
+
+def check_model_out(out: str) -> None:
+    """--out must be a folder (or not exist yet) inside a folder we can write to."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"{out}: exists and is not a folder; --out names the model directory, choose another")
+    probe = os.path.abspath(out)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise InputError(f"{out}: {probe} is a file, not a folder; choose another --out")
+    try:  # os.access() says yes to root everywhere: really create (and remove) a folder there
+        os.rmdir(tempfile.mkdtemp(prefix=".diffuse-probe-", dir=probe))
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write to folder {probe} ({exc.strerror or exc}); choose a writable --out") \
+            from None
 
 
 class TrainProgress:
@@ -530,9 +570,11 @@ def denoise_one(src, dst, model_dir, options, reference, fmt, bit_depth, force, 
     engine.check_model_fits(model.config, media, model_path)
     progress.start_file(src)
     cleaned, details = engine.denoise_media(media, model, options, progress=progress.tiles)
-    written = io.save(cleaned, dst, fmt=fmt, bit_depth=bit_depth, force=force, inputs=[src])
+    save_notes: list[str] = []
+    written = io.save(cleaned, dst, fmt=fmt, bit_depth=bit_depth, force=force, inputs=[src], notes=save_notes)
     record = {"input": src, "output": dst, "format": written, "model": str(model_path), **details,
               "seconds": round(time.perf_counter() - started, 3)}
+    record["notes"] = list(dict.fromkeys([*media.notes, *details.get("notes", []), *save_notes]))
     if reference:
         record["metrics"] = score(media, cleaned, reference_for(reference, src, inputs), dst)
     return record
@@ -578,6 +620,7 @@ def report_file(record: dict, quiet: bool) -> None:
         line += (f"; SNR {m['snr_in']:.2f} -> {m['snr_out']:.2f} dB, "
                  f"SI-SDR {m['si_sdr_in']:.2f} -> {m['si_sdr_out']:.2f} dB")
     info(line, quiet)
+    show_notes(record["input"], record.get("notes") or [], quiet)
 
 
 def show_models(entries: list[dict], json_out: bool) -> None:
@@ -629,14 +672,31 @@ class FileProgress:
 # --------------------------------------------------------------------------- main
 
 
+class Terminated(BaseException):
+    """SIGTERM outside training: unwinds the stack (so an atomic write removes its temporary file) and
+    passes every ``except Exception`` on the way, then main() exits 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every failure into one line on stderr and an exit code."""
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the main thread (embedded use): keep the default
+        signal.signal(signal.SIGTERM, _on_sigterm)  # training installs its own handler while it runs
     try:  # typer >= 0.20 vendors click; older releases use click itself
         from typer._click.exceptions import ClickException
         from typer.exceptions import Abort
     except ImportError:  # pragma: no cover
         from click.exceptions import Abort, ClickException
 
+    if not os.environ.get("DIFFUSE_DEBUG"):
+        # stderr carries our own lines only: a library's stray warning is not a message for the user
+        # (io turns the ones that matter into notes; modelstore records its own).
+        warnings.filterwarnings("ignore")
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="diffuse", standalone_mode=False)
@@ -649,6 +709,9 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as err:
         console.print(f"diffuse: interrupted (signal {err.signum}); state saved", markup=False)
         code = 128 + err.signum
+    except Terminated:
+        console.print("diffuse: interrupted (SIGTERM)", markup=False)
+        code = 143
     except (KeyboardInterrupt, Abort):
         console.print("diffuse: interrupted", markup=False)
         code = 130

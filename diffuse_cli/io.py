@@ -12,6 +12,7 @@ level given in file units to model units: ``sigma_model = sigma_file / media.sca
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import io
@@ -254,7 +255,17 @@ def load_bytes(data: bytes, source: str) -> Media:
         elif detected == "npy":
             media = _load_npy(data, source)
         else:
-            media = _load_text(data, source, detected)
+            try:
+                media = _load_text(data, source, detected)
+            except InputError as exc:
+                if claimed is None or claimed in SIGNAL_FORMATS:
+                    raise
+                # A text file named like an image or a recording: say that first, not "line 2: not a number".
+                detail = str(exc).removeprefix(f"{source}: ").split(";")[0]
+                raise InputError(
+                    f"{source}: is a text file, not a {claimed} file as its name says (nor numeric CSV: "
+                    f"{detail}); give a real {claimed} file"
+                ) from exc
     except InputError:
         raise
     except Exception as exc:  # any library failure on bad bytes becomes a one-line message
@@ -279,10 +290,43 @@ def _check_finite(values: np.ndarray, source: str) -> None:
 # -- images
 
 
+@contextlib.contextmanager
+def _native_stderr_captured(lines: list[str], active: bool = True):
+    """Collect what C libraries print on file descriptor 2 while decoding (libtiff reports damaged files
+    there: "ZIPDecode: Decoding error at scanline 0"), so it becomes part of our one-line message instead
+    of extra lines on the user's terminal."""
+    if not active:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (embedded use): nothing to capture
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(8192).decode("utf-8", errors="replace")
+            lines.extend(" ".join(line.split()) for line in text.splitlines() if line.strip() and "\x1b" not in line)
+
+
 def _load_image(data: bytes, source: str, fmt: str) -> Media:
     notes: list[str] = []
+    native: list[str] = []
     try:
-        with warnings.catch_warnings():
+        with _native_stderr_captured(native, fmt == "tiff"), warnings.catch_warnings(record=True) as caught:
+            # Pillow's other warnings (e.g. "Corrupt EXIF data") become notes, never raw stderr lines.
+            warnings.simplefilter("always")
             # Treat the bomb *warning* as an error too: a 90 Mpixel image would not fit a tile batch anyway.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
@@ -297,13 +341,19 @@ def _load_image(data: bytes, source: str, fmt: str) -> Media:
             if im.getexif().get(0x0112, 1) not in (1, None):
                 notes.append("applied the EXIF orientation")
             im = ImageOps.exif_transpose(im)
+        for text in [str(w.message) for w in caught] + [f"libtiff: {line}" for line in native]:
+            entry = f"warning: {_reason(text)}"
+            if entry not in notes and len(notes) < 8:
+                notes.append(entry)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(f"{source}: image too large ({_reason(exc)}); crop or downscale it first") from exc
     except UnidentifiedImageError as exc:
-        raise InputError(f"{source}: not a readable {fmt} image; the file may be corrupt") from exc
+        detail = f" (libtiff: {_reason(native[0])})" if native else ""
+        raise InputError(f"{source}: not a readable {fmt} image{detail}; the file may be corrupt") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        detail = f"; libtiff: {native[0]}" if native else ""
         raise InputError(
-            f"{source}: corrupt or truncated {fmt} image ({_reason(exc)}); re-export it"
+            f"{source}: corrupt or truncated {fmt} image ({_reason(str(exc) + detail)}); re-export it"
         ) from exc
 
     original_mode = im.mode
@@ -351,9 +401,16 @@ def _load_image(data: bytes, source: str, fmt: str) -> Media:
         samples = samples[:, :, None]
     if samples.size == 0:
         raise InputError(f"{source}: image has no pixels; give a non-empty image")
+    with np.errstate(over="ignore"):
+        samples = samples.astype(np.float32)
+    if not np.all(np.isfinite(samples)):  # a float image whose values overflow 32-bit floats once scaled
+        raise InputError(
+            f"{source}: float image values up to {float(np.max(np.abs(arr))):.3g} are too large to process; "
+            "rescale the image to 0..1 first"
+        )
     return Media(
         domain="image",
-        samples=samples.astype(np.float32),
+        samples=samples,
         fmt=fmt,
         scale=scale,
         alpha=alpha,
@@ -373,8 +430,10 @@ def _load_audio(data: bytes, source: str, fmt: str) -> Media:
             sample_rate, subtype = int(handle.samplerate), str(handle.subtype)
             samples = handle.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        # soundfile prefixes "Error opening <_io.BytesIO object at 0x...>: ": keep only libsndfile's reason
+        reason = getattr(exc, "error_string", None) or re.sub(r"^Error opening <[^>]*>:\s*", "", _reason(exc))
         raise InputError(
-            f"{source}: corrupt or unsupported {fmt} audio ({_reason(exc)}); re-export it"
+            f"{source}: corrupt or unsupported {fmt} audio ({_reason(reason)}); re-export it"
         ) from exc
     if samples.shape[0] == 0:
         raise InputError(f"{source}: audio has no samples (0 frames); give a non-empty recording")
@@ -393,7 +452,31 @@ def _load_audio(data: bytes, source: str, fmt: str) -> Media:
 # -- signals
 
 
+def _check_npy_size(data: bytes, source: str) -> None:
+    """Compare the header's shape with the bytes that follow it before numpy allocates the whole array:
+    a damaged header that promises terabytes must be a one-line error, not a MemoryError or a long stall."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in reader:
+            return  # version 3 (UTF-8 header): numpy checks it itself
+        shape, _fortran, dtype = reader[version](stream)
+    except (ValueError, SyntaxError, TypeError, OverflowError, EOFError, KeyError) as exc:
+        raise InputError(f"{source}: corrupt NPY header ({_reason(exc)}); re-save it with numpy.save") from exc
+    if dtype.hasobject:
+        raise InputError(f"{source}: NPY holds Python objects; save a plain numeric array")
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    available = len(data) - stream.tell()
+    if expected > available:
+        raise InputError(
+            f"{source}: truncated or corrupt NPY file (the header promises {expected} bytes of data, "
+            f"the file has {available}); re-save it with numpy.save"
+        )
+
+
 def _load_npy(data: bytes, source: str) -> Media:
+    _check_npy_size(data, source)
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
