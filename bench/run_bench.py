@@ -283,11 +283,12 @@ class Ours:
         self.loaded: dict[str, object] = {}
         self.chosen: dict[str, dict] = {}
         self.first_call: dict[str, float] = {}
+        self.loaded_as: dict[str, str] = {}  # kind -> key in self.loaded
 
     def resolve(self, kind: str, sample: dio.Media) -> object | None:
         """kind: "gray" | "color" | "audio". None (with a printed reason) when no model is available."""
         if kind in self.chosen:
-            return self.loaded.get(self.chosen[kind].get("path", ""))
+            return self.loaded.get(self.loaded_as.get(kind, ""))
         if not self.enabled:
             self.chosen[kind] = {"skipped": "--no-ours"}
             return None
@@ -327,6 +328,7 @@ class Ours:
                 self.chosen[kind] = {"skipped": str(exc), "path": path}
                 return None
         model = self.loaded[path]
+        self.loaded_as[kind] = path
         cfg = model.config
         rel = os.path.relpath(path)
         self.chosen[kind] = {"path": path if rel.startswith("..") else rel, "arch": cfg.get("arch"),
