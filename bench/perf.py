@@ -16,8 +16,8 @@ between them. Absolute times on shared machines are noise; the ratios printed at
   batch fed from memory (target: within 10 %);
 - peak RSS for each.
 
-With no bundled or given model, an untrained model of the default architecture is built for the timing
-(speed does not depend on the weights; noted in the report).
+With no bundled or given model, an untrained network of the bundled models' architecture is built for the
+timing (speed does not depend on the weights; noted in the report). Writes OUT/perf.json and OUT/perf.md.
 """
 
 from __future__ import annotations
@@ -152,8 +152,15 @@ def startup(runs: int, tmp: Path) -> dict:
 # --------------------------------------------------------------------------------------- child: inference
 
 
+# The bundled models' architectures (Makefile train-default-image / train-default-audio): the fallback
+# when no model is bundled or given, so the timing is of the network users get.
+IMAGE_ARCH = {"widths": [16, 32, 64, 128], "patch_size": 96}
+AUDIO_ARCH = {"widths": [16, 32, 48, 64, 64], "kernel_size": 5, "patch_size": 4096, "sample_rate": 16000}
+
+
 def _ensure_model(kind: str, explicit: str | None, tmp: str) -> tuple[str, bool]:
-    """(model dir, trained?) for 'gray' | 'color' | 'audio'."""
+    """(model dir, trained?) for 'gray' | 'color' | 'audio': the given one, else the bundled one, else an
+    untrained network of the bundled architecture (colour: the gray one, which cleans opponent channels)."""
     sys.path.insert(0, str(ROOT))
     from diffuse_cli import io as dio
     from diffuse_cli import models as bundled
@@ -169,11 +176,10 @@ def _ensure_model(kind: str, explicit: str | None, tmp: str) -> tuple[str, bool]
         pass
     from diffuse_cli import modelstore, networks
 
-    path = os.path.join(tmp, f"untrained-{kind}")
+    name = "audio" if kind == "audio" else "image"
+    path = os.path.join(tmp, f"untrained-{name}")
     if not os.path.isdir(path):
-        domain = "audio" if kind == "audio" else "image"
-        cfg = modelstore.default_config(domain, 3 if kind == "color" else 1,
-                                        **({"sample_rate": 16000} if kind == "audio" else {}))
+        cfg = modelstore.default_config(name, 1, **(AUDIO_ARCH if kind == "audio" else IMAGE_ARCH))
         cfg = modelstore.validate_config(cfg, path)
         modelstore.save_model(path, cfg, networks.build_network(cfg))
     return path, False
@@ -209,18 +215,26 @@ def child_infer(args: argparse.Namespace) -> dict:
         sf.write(buf, y, rate, format="WAV", subtype="PCM_16")
         media = dio.load_bytes(buf.getvalue(), "perf.wav")
         seconds = len(y) / rate
-        for method in ("onestep",):
-            opts = denoise.DenoiseOptions(sigma=None, method=method, seed=0)
+        opts = denoise.DenoiseOptions(sigma=None, method="onestep", seed=0)
+        t0 = time.perf_counter()
+        denoise.denoise_media(media, model, opts)
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(args.repeats):
             t0 = time.perf_counter()
             denoise.denoise_media(media, model, opts)
-            first = time.perf_counter() - t0
-            times = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                denoise.denoise_media(media, model, opts)
-                times.append(time.perf_counter() - t0)
-            out[f"ours-{method}"] = {"first_s": first, "steady_s": min(times),
-                                     "audio_s_per_s": seconds / min(times), "rtf": min(times) / seconds}
+            times.append(time.perf_counter() - t0)
+        out["ours-onestep"] = {"first_s": first, "steady_s": min(times),
+                               "audio_s_per_s": seconds / min(times), "rtf": min(times) / seconds}
+        short = min(10.0, seconds)
+        buf = pyio.BytesIO()
+        sf.write(buf, y[: int(short * rate)], rate, format="WAV", subtype="PCM_16")
+        short_media = dio.load_bytes(buf.getvalue(), "perf-short.wav")
+        t0 = time.perf_counter()
+        denoise.denoise_media(short_media, model, denoise.DenoiseOptions(method="ddim", steps=10, seed=0))
+        t = time.perf_counter() - t0
+        out["ours-ddim"] = {"steady_s": t, "audio_s_per_s": short / t, "rtf": t / short, "audio_seconds": short}
+        out["trace_count"] = getattr(model, "trace_count", None)
         try:
             import noisereduce as nr
 
@@ -248,15 +262,17 @@ def child_infer(args: argparse.Namespace) -> dict:
     out["megapixels"] = mp
     for method in ("onestep", "ddim"):
         opts = denoise.DenoiseOptions(sigma=25.0, method=method, steps=10, seed=0)
-        t0 = time.perf_counter()
-        denoise.denoise_media(media, model, opts)
-        first = time.perf_counter() - t0
+        entry: dict = {}
+        if method == "onestep":  # the first call traces the graph (shared by every method afterwards)
+            t0 = time.perf_counter()
+            denoise.denoise_media(media, model, opts)
+            entry["first_s"] = time.perf_counter() - t0
         times = []
         for _ in range(args.repeats if method == "onestep" else 1):
             t0 = time.perf_counter()
             denoise.denoise_media(media, model, opts)
             times.append(time.perf_counter() - t0)
-        out[f"ours-{method}"] = {"first_s": first, "steady_s": min(times), "mp_per_s": mp / min(times)}
+        out[f"ours-{method}"] = {**entry, "steady_s": min(times), "mp_per_s": mp / min(times)}
     out["trace_count"] = getattr(model, "trace_count", None)
     try:
         import cv2
@@ -326,7 +342,8 @@ def child_train_ours(args: argparse.Namespace) -> dict:
     shutil.rmtree(out_dir, ignore_errors=True)
     opts = training.TrainOptions(
         data=[str(ROOT / "sample_data/photo-gray.png"), str(ROOT / "sample_data/photo-color.png")],
-        out=out_dir, channels=1, batch_size=args.batch, max_steps=args.steps, patch_size=64,
+        out=out_dir, channels=1, widths=tuple(IMAGE_ARCH["widths"]), batch_size=args.batch,
+        max_steps=args.steps, patch_size=64,
         steps_per_epoch=args.steps, checkpoint_every=10**9, log_every=10, seed=0,
     )
     t0 = time.perf_counter()
@@ -387,6 +404,62 @@ def child_train_plain(args: argparse.Namespace) -> dict:
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
+
+
+def _f(v, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return str(v)
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def markdown(report: dict) -> str:
+    """perf.md: the same tables as the terminal, from perf.json's numbers."""
+    s, infer = report["startup"], report.get("inference", {})
+    lat, base_mem = report.get("first_file_latency", {}), report.get("baseline_memory", {})
+    lines = ["# `make perf`: start-up, throughput, training and memory (one run)", "",
+             f"{report['machine']['cpu_count']} CPUs, Python {report['machine']['python']}; settings "
+             f"{json.dumps(report['settings'])}; {report['elapsed_s'] / 60:.1f} min. Ratios are from this run only; "
+             "absolute times on a shared machine are noise.", "",
+             "## Start-up (median wall time)", "", "| command | median s | peak RSS MiB | tool |", "|---|---|---|---|"]
+    for name in ("python -c pass", "diffuse --help", "diffuse noise"):
+        e = s.get(name, {})
+        lines.append(f"| `{name}` | {_f(e.get('median_s'))} | {_f(e.get('peak_rss_mib'), 0)} | {e.get('tool', '')} |")
+    lines.append(f"\n`diffuse noise` imports TensorFlow: **{s.get('noise_imports_tensorflow')}**\n")
+    lines += ["## Denoise", "", "First file: the CLI from process start to output written (imports, model load, "
+              "trace). Steady: in-process, best of the repeats.", "",
+              "| input | method | first-file s (CLI) | first call s | steady s | MP/s or audio s/s | peak RSS MiB |",
+              "|---|---|---|---|---|---|---|"]
+    for kind, r in infer.items():
+        if "error" in r:
+            lines.append(f"| {kind} | error | {r['error'][:80]} | | | | |")
+            continue
+        for method in ("ours-onestep", "ours-ddim", "nlm-opencv", "bm3d", "noisereduce"):
+            if method not in r:
+                continue
+            e = r[method]
+            peak = r.get("peak_rss_mib") if method.startswith("ours") else base_mem.get(method, {}).get("peak_rss_mib")
+            first_file = lat.get(kind, {}).get("wall_s") if method == "ours-onestep" else None
+            speed = e.get("mp_per_s", e.get("audio_s_per_s"))
+            lines.append(f"| {kind} | {method} | {_f(first_file, 2)} | {_f(e.get('first_s'))} | "
+                         f"{_f(e.get('steady_s'))} | {_f(speed)} | {_f(peak, 0)} |")
+    if "training" in report:
+        lines += ["", "## Training (patches/s, steady: after the first quarter of the steps)", "",
+                  "| run | patches/s (best) | all rounds | peak RSS MiB |", "|---|---|---|---|"]
+        for name, e in report["training"].items():
+            rounds = ", ".join(_f(v, 1) for v in e.get("all_patches_per_s", []))
+            lines.append(f"| {name} | {_f(e.get('patches_per_s'), 1)} | {rounds} | {_f(e.get('peak_rss_mib'), 0)} |")
+    lines += ["", "## Ratios (same run)", "", "| comparison | value | target | status | detail |",
+              "|---|---|---|---|---|"]
+    for r in report["ratios"]:
+        status = {True: "met", False: "**NOT met**", None: ""}[r["met"]]
+        lines.append(f"| {r['what']} | {_f(r['value'])} | {r['target']} | {status} | {r['note']} |")
+    untrained = [k for k, m in report.get("models", {}).items() if m.get("trained") is False]
+    if untrained:
+        lines += ["", f"No trained model for {', '.join(untrained)}: an untrained network of the bundled architecture "
+                  "was timed (speed and memory do not depend on the weights)."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -524,6 +597,13 @@ def main() -> int:
                     add(f"{kind}: ours {method} MP/s ÷ {other} MP/s", v, target,
                         (v or 0) >= 20 if target else None,
                         f"{o.get('mp_per_s', 0):.3f} vs {r[other]['mp_per_s']:.3f} MP/s")
+    for kind, r in infer.items():
+        if "error" not in r and r.get("trace_count") is not None:
+            add(f"{kind}: graph traces for all calls of the run", r["trace_count"], "≤ 3", r["trace_count"] <= 3)
+    audio = infer.get("audio", {})
+    if "ours-ddim" in audio:
+        add("audio: ours DDIM-10 real-time factor", audio["ours-ddim"]["rtf"], "", None,
+            f"on {audio['ours-ddim']['audio_seconds']:.0f} s")
     if "training" in report:
         o, pl = report["training"]["ours"], report["training"]["plain_fit"]
         v = ratio(o.get("patches_per_s"), pl.get("patches_per_s"))
@@ -533,6 +613,7 @@ def main() -> int:
     report["ratios"] = rat
     report["elapsed_s"] = time.perf_counter() - start
     (out_dir / "perf.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    (out_dir / "perf.md").write_text(markdown(report))
 
     from rich.console import Console
     from rich.table import Table
@@ -575,9 +656,9 @@ def main() -> int:
     console.print(t)
     untrained = [k for k, m in models.items() if m.get("trained") is False]
     if untrained:
-        console.print(f"note: no trained model for {', '.join(untrained)}: timed an untrained model of the default "
+        console.print(f"note: no trained model for {', '.join(untrained)}: timed an untrained network of the bundled "
                       "architecture (speed only)")
-    console.print(f"wrote {out_dir / 'perf.json'} in {report['elapsed_s']:.0f} s")
+    console.print(f"wrote {out_dir / 'perf.json'} and perf.md in {report['elapsed_s']:.0f} s")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -252,11 +252,19 @@ def export_saved_model(model: keras.Model, config: dict, path: str) -> None:
 class LoadedModel:
     """A model ready for inference: config, schedule and a compiled ``eps(x_t, t)``.
 
-    ``eps`` is one ``tf.function`` with an input signature whose spatial dims are None, so tiles and
-    chunks of any size reuse a single trace (``trace_count`` counts traces, for the tests).
+    ``eps`` is one ``tf.function`` whose input signature leaves the batch and spatial dims None, so
+    tiles and chunks of any size and any number reuse a single trace: a folder of differently sized
+    files traces once per model (``trace_count`` counts traces, for the tests). On CPU a new shape
+    costs nothing extra in graph mode (measured: first call at a new tile size within 10-30 ms of the
+    second), which is why denoise picks tile sizes for the least padded area instead of padding them
+    to a few fixed shapes.
+
+    ``jit_compile=True`` compiles with XLA instead; off by default: on CPU it was no faster than the
+    graph (within 5 %, one-step 512x512 image and 16384-sample audio chunks, bench/README.md) and XLA
+    compiles once per distinct input shape (10-20 s each on 2 cores).
     """
 
-    def __init__(self, config: dict, model: keras.Model) -> None:
+    def __init__(self, config: dict, model: keras.Model, jit_compile: bool = False) -> None:
         self.config = config
         self.model = model
         self.schedule = Schedule.create(config["schedule"], config["timesteps"])
@@ -265,7 +273,11 @@ class LoadedModel:
         self.rank = networks.network_rank(config)
         self.size_multiple = networks.size_multiple(config)
         self.trace_count = 0
-        self._eps_fn = tf.function(self._eps_graph, input_signature=_signature(config))
+        self.jit_compile = bool(jit_compile)
+        if self.jit_compile:  # XLA needs static shapes: it retraces (and compiles) per input shape
+            self._eps_fn = tf.function(self._eps_graph, jit_compile=True, reduce_retracing=False)
+        else:
+            self._eps_fn = tf.function(self._eps_graph, input_signature=_signature(config))
         self._encoding = model.get_layer("step_encoding")
 
     def _eps_graph(self, x_t: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
@@ -284,8 +296,10 @@ class LoadedModel:
         return np.asarray(self._encoding(tf.convert_to_tensor(steps)))
 
 
-def load_model(model_dir: str) -> LoadedModel:
-    """Validate config.json, rebuild the network and load ``weights.weights.h5`` (InputError on any fault)."""
+def load_model(model_dir: str, jit_compile: bool = False) -> LoadedModel:
+    """Validate config.json, rebuild the network and load ``weights.weights.h5`` (InputError on any fault).
+
+    ``jit_compile``: see :class:`LoadedModel` (off by default: no faster on CPU)."""
     config = load_config(model_dir)
     weights = os.path.join(model_dir, WEIGHTS_NAME)
     if not os.path.isfile(weights):
@@ -312,7 +326,7 @@ def load_model(model_dir: str) -> LoadedModel:
         raise InputError(
             f"{weights}: cannot load weights ({problem}); the file is corrupt or does not match config.json"
         )
-    return LoadedModel(config, model)
+    return LoadedModel(config, model, jit_compile=jit_compile)
 
 
 def _count_arrays(path: str) -> int:

@@ -730,9 +730,6 @@ def train(options: TrainOptions, progress: ProgressFn | None = None) -> dict:
     if options.resume and has_ckpt:
         run.checkpoint.restore(run.manager.latest_checkpoint).assert_existing_objects_matched()
         start_step = int(run.step.numpy())
-    if chief:
-        os.makedirs(ckpt_dir, exist_ok=True)
-        _write_run_config(run_config_path, config, [])
 
     val_sigma = (options.val_sigma / source.scale) if options.val_sigma else VAL_SIGMA_MODEL[source.domain]
     if options.low_noise_sigma_file:
@@ -756,6 +753,9 @@ def train(options: TrainOptions, progress: ProgressFn | None = None) -> dict:
     prior_seconds = float(((prior or {}).get("training") or {}).get("seconds", 0.0))
     if start_step:  # an interrupted run recorded its time next to its checkpoints
         prior_seconds = max(prior_seconds, float(((saved_cfg or {}).get("training") or {}).get("seconds", 0.0)))
+    if chief:  # only now that the data is known to be usable (a bad data set leaves no folder behind)
+        os.makedirs(ckpt_dir, exist_ok=True)
+        _write_run_config(run_config_path, config, history, prior_seconds)
     writer = tf.summary.create_file_writer(os.path.join(out, "logs")) if chief else tf.summary.create_noop_writer()
     msg = (f"training a {config['arch']} on {len(source.files)} {source.domain} file(s)"
            f"{f' (+{len(source.holdout)} held out)' if source.holdout else ''}, {replicas} replica(s), "
