@@ -192,31 +192,33 @@ def run_engine(files: list[Path], model: str) -> dict:
 
 
 def measure(kind: str, warm: Path, small: Path, big: Path, n_small: int, n_big: int, model: str, tmp: Path,
-            engine: bool) -> dict:
+            engine: bool, cli: bool = True) -> dict:
     out: dict = {"elements_small": n_small, "elements_big": n_big}
     runs = {"warm": [warm], "small": [warm, small], "big": [warm, big]}
     for name, files in runs.items():
-        log(f"[{kind}] diffuse denoise {' '.join(f.name for f in files)} ...")
-        res = run_cli(files, model, tmp / f"out-{kind}-{name}")
-        if res["rc"] != 0:
-            log(f"[{kind}] {name} failed (exit {res['rc']}): {res['stderr'].strip()[-400:]}")
-        out[f"cli_{name}"] = {k: res[k] for k in ("rc", "peak_rss_bytes", "cpu_s", "wall_s", "file_seconds")}
-    if engine:
-        for name in ("warm", "big"):
-            log(f"[{kind}] engine only: {name} ...")
-            res = run_engine(runs[name], model)
+        if cli:
+            log(f"[{kind}] diffuse denoise {' '.join(f.name for f in files)} ...")
+            res = run_cli(files, model, tmp / f"out-{kind}-{name}")
+            if res["rc"] != 0:
+                log(f"[{kind}] {name} failed (exit {res['rc']}): {res['stderr'].strip()[-400:]}")
+            out[f"cli_{name}"] = {k: res[k] for k in ("rc", "peak_rss_bytes", "cpu_s", "wall_s", "file_seconds")}
+        if engine and (name != "small" or not cli):
+            log(f"[{kind}] engine only: {' '.join(f.name for f in files)} ...")
+            res = run_engine(files, model)
             out[f"engine_{name}"] = {k: res[k] for k in ("rc", "peak_rss_bytes", "cpu_s", "wall_s")}
             if res["rc"] != 0:
                 log(f"[{kind}] engine {name} failed: {res['stderr'].strip()[-400:]}")
-    w, s, b = (out[f"cli_{k}"] for k in ("warm", "small", "big"))
+    which = "cli" if cli else "engine"
+    w, s, b = (out[f"{which}_{k}"] for k in ("warm", "small", "big"))
     cpu_small, cpu_big = s["cpu_s"] - w["cpu_s"], b["cpu_s"] - w["cpu_s"]
     out["cpu_per_element_small"] = cpu_small / n_small if cpu_small > 0 else None
     out["cpu_per_element_big"] = cpu_big / n_big if cpu_big > 0 else None
     if out["cpu_per_element_small"] and out["cpu_per_element_big"]:
         out["throughput_big_vs_small"] = out["cpu_per_element_small"] / out["cpu_per_element_big"]
-    fs_small, fs_big = s["file_seconds"].get(small.name), b["file_seconds"].get(big.name)
+    fs_small, fs_big = s.get("file_seconds", {}).get(small.name), b.get("file_seconds", {}).get(big.name)
     if fs_small and fs_big:
         out["wall_throughput_big_vs_small"] = (n_big / fs_big) / (n_small / fs_small)
+    out["measured"] = which
     return out
 
 
@@ -233,6 +235,7 @@ def main() -> int:
     p.add_argument("--no-image", action="store_true")
     p.add_argument("--no-audio", action="store_true")
     p.add_argument("--engine", action="store_true", help="also measure the engine alone (no file encoding)")
+    p.add_argument("--engine-only", action="store_true", help="measure the engine alone, not the CLI")
     p.add_argument("--side", type=int, default=None, help="photo side (default 8000, --quick 4000)")
     p.add_argument("--minutes", type=float, default=None, help="audio minutes (default 60, --quick 10)")
     args = p.parse_args()
@@ -253,7 +256,7 @@ def main() -> int:
             for i, (path, n) in enumerate(files.values()):
                 write_photo(path, n, n, i)
             r = measure("image", files["warm"][0], files["small"][0], files["big"][0], 1000 * 1000, side * side,
-                        model, tmp, args.engine)
+                        model, tmp, args.engine or args.engine_only, cli=not args.engine_only)
             report["image"] = {"model": model, "trained": trained, "target_peak_bytes": 2 * GIB, **r}
         if not args.no_audio:
             model, trained = ensure_model("audio", args.model_audio, tmp)
@@ -263,7 +266,7 @@ def main() -> int:
             for i, (path, sec) in enumerate(files.values()):
                 write_speech(path, sec, i)
             r = measure("audio", files["warm"][0], files["small"][0], files["big"][0], 60 * 16000,
-                        minutes * 60 * 16000, model, tmp, args.engine)
+                        minutes * 60 * 16000, model, tmp, args.engine or args.engine_only, cli=not args.engine_only)
             report["audio"] = {"model": model, "trained": trained, "target_peak_bytes": 1 * GIB, **r}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -275,10 +278,11 @@ def main() -> int:
         r = report.get(kind)
         if not r:
             continue
-        big, small = r["cli_big"], r["cli_small"]
+        big, small = r[f"{r['measured']}_big"], r[f"{r['measured']}_small"]
         peak = big["peak_rss_bytes"]
         met = peak < r["target_peak_bytes"] and (r.get("throughput_big_vs_small") or 0) >= 0.8
-        rows.append({"input": label, "peak_rss_gib": peak / GIB, "small_peak_rss_gib": small["peak_rss_bytes"] / GIB,
+        rows.append({"input": label, "measured": r["measured"], "peak_rss_gib": peak / GIB,
+                     "small_peak_rss_gib": small["peak_rss_bytes"] / GIB,
                      "target_gib": r["target_peak_bytes"] / GIB,
                      "throughput_big": _speed(r["cpu_per_element_big"], per),
                      "throughput_small": _speed(r["cpu_per_element_small"], per), "unit": unit,
@@ -292,15 +296,15 @@ def main() -> int:
     lines = ["# `bench/memory.py`: peak memory and throughput on large inputs", "",
              f"Settings: photo {side}x{side} RGB, audio {minutes} min 16 kHz mono; {os.cpu_count()} CPUs; "
              f"{report['elapsed_s'] / 60:.1f} min. Throughput is CPU-time based (see the script's docstring).", "",
-             "| input | peak RSS GiB (target) | small input peak GiB | engine-only peak GiB | throughput big | "
+             "| input | what | peak RSS GiB (target) | small input peak GiB | engine-only peak GiB | throughput big | "
              "throughput small | big ÷ small (CPU) | big ÷ small (wall) | status |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         eng = f"{row['engine_peak_gib']:.2f}" if row["engine_peak_gib"] is not None else "–"
         ratio = f"{row['big_vs_small']:.2f}" if row["big_vs_small"] else "n/a"
         wall = f"{row['wall_big_vs_small']:.2f}" if row["wall_big_vs_small"] else "n/a"
         status = ("met" if row["met"] else "NOT met") + ("" if row["rc"] == 0 else f" (exit {row['rc']})")
-        lines.append(f"| {row['input']} | {row['peak_rss_gib']:.2f} (< {row['target_gib']:.0f}) | "
+        lines.append(f"| {row['input']} | {row['measured']} | {row['peak_rss_gib']:.2f} (< {row['target_gib']:.0f}) | "
                      f"{row['small_peak_rss_gib']:.2f} | {eng} | {row['throughput_big']} {row['unit']} | "
                      f"{row['throughput_small']} {row['unit']} | {ratio} | {wall} | {status} |")
     if any(not r["trained_model"] for r in rows):

@@ -261,26 +261,29 @@ def _estimate_sigma_pieces(pieces: np.ndarray, rank: int, value_range: tuple[flo
     return float(np.median(values)) if values else 0.0
 
 
-# Larger inputs are not read whole to estimate their noise (that takes several full-size float64
-# arrays): evenly spread crops (256 x 256) or windows (65536 samples) totalling this many values per channel.
-_ESTIMATE_MAX = 1 << 22
+# Inputs with more than _ESTIMATE_WHOLE values per channel are not read whole to estimate their noise
+# (the estimate takes several float64 arrays of the size it reads): evenly spread crops (256 x 256) or
+# windows (65536 samples) totalling _ESTIMATE_SAMPLE values per channel (2 Mpixel; 131 s of 16 kHz audio).
+_ESTIMATE_WHOLE = 1 << 22
+_ESTIMATE_SAMPLE = 1 << 21
 _ESTIMATE_CROP = 256  # a multiple of the 16-pixel blocks
 _ESTIMATE_WINDOW = 1 << 16  # a multiple of the 512-sample frames
 
 
 def _estimation_pieces(read: Callable[[int, int], np.ndarray], shape: tuple[int, ...], rank: int) -> np.ndarray:
     """What the noise estimate reads: the whole input as one piece (1, *shape, C) when it has at most
-    ``_ESTIMATE_MAX`` values per channel, else evenly spread crops (N, 256, 256, C) / windows (K, 65536, C).
+    ``_ESTIMATE_WHOLE`` values per channel, else evenly spread crops (N, 256, 256, C) / windows (K, 65536, C)
+    of ``_ESTIMATE_SAMPLE`` values per channel.
     ``read(a, b)`` gives rows ``a:b`` of the input in model units."""
-    if int(np.prod(shape)) <= _ESTIMATE_MAX:
+    if int(np.prod(shape)) <= _ESTIMATE_WHOLE:
         return np.asarray(read(0, shape[0]), dtype=np.float64)[None]
     if rank == 1:
-        count = _ESTIMATE_MAX // _ESTIMATE_WINDOW
+        count = max(1, _ESTIMATE_SAMPLE // _ESTIMATE_WINDOW)
         starts = np.linspace(0, shape[0] - _ESTIMATE_WINDOW, count).round().astype(int)
         return np.stack([np.asarray(read(s, s + _ESTIMATE_WINDOW), dtype=np.float64) for s in starts])
     h, w = shape
     ch, cw = min(_ESTIMATE_CROP, h), min(_ESTIMATE_CROP, w)
-    count = _ESTIMATE_MAX // (ch * cw)
+    count = max(1, _ESTIMATE_SAMPLE // (ch * cw))
     ny = min(max(1, round(math.sqrt(count * (h / ch) / (w / cw)))), -(-h // ch))
     nx = min(max(1, count // ny), -(-w // cw))
     crops = []

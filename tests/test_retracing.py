@@ -112,7 +112,8 @@ def test_large_input_noise_estimate_from_crops(monkeypatch):
     y, x = np.mgrid[0:h, 0:w]
     img = (0.5 * np.sin(x / 17.0) * np.cos(y / 11.0))[..., None] + 0.05 * rng.standard_normal((h, w, 1))
     whole = dn.estimate_sigma(img, 2, (-1.0, 1.0))
-    monkeypatch.setattr(dn, "_ESTIMATE_MAX", 1 << 17)  # force sampling: 2 x 256 x 256 crops
+    monkeypatch.setattr(dn, "_ESTIMATE_WHOLE", 1 << 17)  # force sampling ...
+    monkeypatch.setattr(dn, "_ESTIMATE_SAMPLE", 1 << 17)  # ... of 2 x 256 x 256 crops
     pieces = dn._estimation_pieces(lambda a, b: img[a:b], (h, w), 2)
     assert pieces.shape[1:] == (256, 256, 1) and pieces.shape[0] >= 2
     assert dn._estimate_sigma_pieces(pieces, 2, (-1.0, 1.0)) == pytest.approx(whole, rel=0.05)
