@@ -209,15 +209,20 @@ def _sigma_spectral_1d(x: np.ndarray) -> float | None:
     per_window = x.shape[1] // _FRAME
     if per_window * x.shape[0] < 4:
         return None
-    seg = x[:, : per_window * _FRAME].reshape(-1, _FRAME)
-    live = np.any(seg != seg[:, :1], axis=1)  # constant (silent) frames carry no noise
-    if live.sum() < 4:
-        return None
     w = np.hanning(_FRAME)
-    seg = seg[live] - seg[live].mean(axis=1, keepdims=True)
-    power = np.abs(np.fft.rfft(seg * w, axis=1)) ** 2
-    upper = power[:, _FRAME // 4 : _FRAME // 2]  # skip the Nyquist bin (real-valued, not exponential)
-    per_frame = np.median(upper, axis=1) / (math.log(2.0) * float(np.sum(w**2)))
+    norm = math.log(2.0) * float(np.sum(w**2))
+    values = []
+    for window in x:  # one window at a time: the periodograms of a long sample are not held at once
+        seg = window[: per_window * _FRAME].reshape(-1, _FRAME)
+        seg = seg[np.any(seg != seg[:, :1], axis=1)]  # constant (silent) frames carry no noise
+        if seg.shape[0]:
+            seg = seg - seg.mean(axis=1, keepdims=True)
+            power = np.abs(np.fft.rfft(seg * w, axis=1)) ** 2
+            upper = power[:, _FRAME // 4 : _FRAME // 2]  # skip the Nyquist bin (real-valued, not exponential)
+            values.append(np.median(upper, axis=1) / norm)
+    per_frame = np.concatenate(values) if values else np.zeros(0)
+    if per_frame.size < 4:
+        return None
     q = float(np.quantile(per_frame, 0.1)) / _SPECTRAL_Q10
     return math.sqrt(max(q, 0.0))
 
@@ -231,8 +236,8 @@ def _sigma_signal_channel(x: np.ndarray) -> float:
     """
     if x.shape[-1] < 4:
         return 0.0
-    second = np.diff(x, 2, axis=-1)
-    if np.all(np.abs(second) <= 1e-9 * max(float(np.max(np.abs(x))), 1e-300)):
+    top = 1e-9 * max(float(np.max(np.abs(x))), 1e-300)
+    if all(np.all(np.abs(np.diff(window, 2)) <= top) for window in x.reshape(-1, x.shape[-1])):
         return 0.0  # a straight line (e.g. a time column): nothing to clean
     haar = _sigma_haar_1d(x)
     spectral = _sigma_spectral_1d(x)
@@ -288,8 +293,10 @@ def _estimation_pieces(read: Callable[[int, int], np.ndarray], shape: tuple[int,
     nx = min(max(1, count // ny), -(-w // cw))
     crops = []
     for top in np.linspace(0, h - ch, ny).round().astype(int):
-        band = np.asarray(read(top, top + ch), dtype=np.float64)
-        crops.extend(band[:, left : left + cw] for left in np.linspace(0, w - cw, nx).round().astype(int))
+        band = read(top, top + ch)  # copies, not views: a view would keep the whole band alive
+        crops.extend(np.array(band[:, left : left + cw], dtype=np.float64)
+                     for left in np.linspace(0, w - cw, nx).round().astype(int))
+        del band
     return np.stack(crops)
 
 
@@ -344,9 +351,10 @@ def reverse_from_observation(
 
 # --------------------------------------------------------------------------- tiling / chunking
 
-# Spatial elements (pixels, samples) per network call, all tiles of the call together: at most
-# ``options.batch`` tiles and at most this many elements (one 512x512 tile, four 256x256, sixteen 16384-sample
-# chunks). On CPU smaller calls keep the activations in cache; larger ones are no faster (bench/README.md).
+# Spatial elements per network call, all tiles of the call together: at most ``options.batch`` tiles and
+# at most this many pixels (one 512x512 tile, four 256x256), or a quarter of it in samples (four
+# 16384-sample chunks). On CPU smaller calls keep the activations in cache; larger ones were no faster
+# and hold more memory (bench/README.md).
 _CALL_ELEMENTS = 1 << 18
 
 
@@ -521,7 +529,8 @@ def _denoise_stream(
             sink(a, np.array(read(a, min(a + tiling.tile[0], n0)), dtype=dtype))
         return
     positions = list(tiling.positions())
-    per_call = max(1, min(options.batch, _CALL_ELEMENTS // int(np.prod(tiling.tile))))
+    budget = _CALL_ELEMENTS if len(shape) == 2 else _CALL_ELEMENTS // 4
+    per_call = max(1, min(options.batch, budget // int(np.prod(tiling.tile))))
     total = len(positions) * len(active)
     length0 = tiling.tile[0]
     acc = np.zeros((0, *rest, channels), dtype=dtype)  # rows lo .. lo + len(acc) of the output sums
