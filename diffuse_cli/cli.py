@@ -303,7 +303,10 @@ def train(
     patch_size: Annotated[
         int | None, typer.Option(help="Image patch side or signal segment length (default 64 / 1024).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Patches per training step.")] = 16,
+    batch_size: Annotated[
+        str, typer.Option(help="Patches per training step, or auto: the largest power of two up to 128 that fits "
+                               "in half the free memory.")
+    ] = "16",
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Stop after this many epochs.")] = None,
     steps_per_epoch: Annotated[int, typer.Option(help="Steps per epoch (validation runs after each).")] = 200,
@@ -348,6 +351,14 @@ def train(
             from None
     if low_range is not None and (len(low_range) != 2 or not 0 < low_range[0] < low_range[1]):
         raise InputError(f"--low-noise-sigma {low_noise_sigma}: give LO,HI with 0 < LO < HI, e.g. 1,100")
+    batch: int | str = batch_size.strip().lower()
+    if batch != "auto":
+        try:
+            batch = int(batch)
+        except ValueError:
+            raise InputError(f"--batch-size {batch_size}: give a positive whole number or auto") from None
+        if batch < 1:
+            raise InputError(f"--batch-size {batch_size}: give a positive whole number or auto")
     check_model_out(out)
     with native_stderr_silenced():
         import tensorflow as tf
@@ -359,7 +370,7 @@ def train(
     opts = training.TrainOptions(
         data=list(data), out=out, arch=arch, widths=width_list, blocks=blocks, dense_hidden=dense_hidden,
         length=length, embedding=embedding, embedding_dim=embedding_dim, activation_noise=activation_noise,
-        schedule=schedule, timesteps=timesteps, patch_size=patch_size, batch_size=batch_size,
+        schedule=schedule, timesteps=timesteps, patch_size=patch_size, batch_size=batch,
         max_steps=max_steps, epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr, loss=loss,
         loss_weights=weight_list, checkpoint_every=checkpoint_every, keep=keep, resume=resume,
         export_only=export_only, strategy=strategy, seed=seed, channels=channels, kernel_size=kernel_size,
@@ -453,7 +464,7 @@ def denoise(
     method: Annotated[str, typer.Option(help="onestep (posterior mean, best PSNR), ddim or ddpm.")] = "onestep",
     steps: Annotated[int, typer.Option(help="Reverse steps for ddim/ddpm.")] = 10,
     noise_kind: Annotated[str, typer.Option(help="gaussian, salt-pepper or auto.")] = "gaussian",
-    tile: Annotated[int, typer.Option(help="Image tile side (pixels); memory stays bounded.")] = 256,
+    tile: Annotated[int, typer.Option(help="Image tile side (pixels); memory stays bounded.")] = 512,
     overlap: Annotated[int, typer.Option(help="Tile overlap (pixels), blended with a smooth window.")] = 32,
     batch: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
     reference: Annotated[

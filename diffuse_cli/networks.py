@@ -155,6 +155,43 @@ class ScaleShift(layers.Layer):
         return input_shapes[0]
 
 
+@keras.saving.register_keras_serializable("diffuse_cli")
+class GroupNormalization(layers.GroupNormalization):
+    """Keras' GroupNormalization (same weights, same result) computed with channel-last reductions.
+
+    Same class name on purpose: Keras files weights under the snake-cased class name
+    (``layers/group_normalization_3/vars``), so models saved before this layer existed still load.
+
+    ``mu_g = mean over space and the group's channels of x``; ``var_g = mean of (x - mu_g)^2`` likewise;
+    ``y = (x - mu_g) / sqrt(var_g + eps) * gamma + beta``. Keras reshapes to (B, *spatial, G, C/G) and
+    reduces over that 5-D view, which is slow on CPU; here each channel is reduced over space first (a
+    contiguous reduction) and only the (B, C) means are grouped. Profile: GroupNorm was 45 % of a 512x512
+    call; this layer makes the whole network ~1.4x faster on CPU (bench/README.md).
+    """
+
+    def _group_mean(self, t):
+        """(B, 1.., C) per-channel statistics -> the mean of each group, broadcast back to (B, 1.., C)."""
+        c = t.shape[-1]
+        g = ops.reshape(t, (-1, self.groups, c // self.groups))
+        g = ops.broadcast_to(ops.mean(g, axis=-1, keepdims=True), ops.shape(g))
+        return ops.reshape(g, ops.shape(t))
+
+    def call(self, inputs):
+        x = inputs
+        if x.dtype in ("float16", "bfloat16"):
+            x = ops.cast(x, "float32")  # statistics in float32 under mixed precision, as Keras does
+        axes = tuple(range(1, len(x.shape) - 1))
+        centred = x - self._group_mean(ops.mean(x, axis=axes, keepdims=True))
+        var = self._group_mean(ops.mean(ops.square(centred), axis=axes, keepdims=True))
+        inv = ops.rsqrt(var + self.epsilon)
+        if self.scale:
+            inv = inv * self.gamma
+        y = centred * inv
+        if self.center:
+            y = y + self.beta
+        return ops.cast(y, inputs.dtype)
+
+
 def step_encoding_layer(config: dict) -> layers.Layer:
     """The configured encoding layer, always named ``step_encoding`` (LoadedModel looks it up by name)."""
     if config["embedding"] == "learned":
@@ -244,7 +281,7 @@ class _UNetBuilder:
         )(x)
 
     def norm_act(self, x):
-        x = layers.GroupNormalization(groups=_groups(x.shape[-1]), epsilon=1e-5, name=self.name("gn"))(x)
+        x = GroupNormalization(groups=_groups(x.shape[-1]), epsilon=1e-5, name=self.name("gn"))(x)
         return layers.Activation("silu", name=self.name("silu"))(x)
 
     def res_block(self, x, temb, filters: int):
@@ -252,7 +289,7 @@ class _UNetBuilder:
         h = self.norm_act(x)
         h = self.conv(h, filters)
         emb = Dense(2 * filters, name=self.name("temb_proj"))(temb)
-        h = layers.GroupNormalization(groups=_groups(filters), epsilon=1e-5, name=self.name("gn"))(h)
+        h = GroupNormalization(groups=_groups(filters), epsilon=1e-5, name=self.name("gn"))(h)
         h = ScaleShift(name=self.name("film"))([h, emb])
         h = layers.Activation("silu", name=self.name("silu"))(h)
         if self.noise > 0:

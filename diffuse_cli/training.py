@@ -20,6 +20,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
+import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator, Sequence  # noqa: E402
@@ -64,7 +65,7 @@ class TrainOptions:
     timesteps: int = 1000
     patch_size: int | None = None  # image patch side (64) / 1D segment length (1024)
     channels: int | None = None  # images: convert to 1 (luma) or 3 channels; None = the data's own
-    batch_size: int = 16  # global batch (split across replicas)
+    batch_size: int | str = 16  # global batch (split across replicas), or "auto": the largest that fits memory
     max_steps: int | None = None
     epochs: int | None = None  # with neither max_steps nor epochs: 10 epochs
     steps_per_epoch: int = 200
@@ -505,7 +506,8 @@ def _validate_options(o: TrainOptions) -> None:
     need(o.strategy in STRATEGIES, f"--strategy {o.strategy}: unknown; use one of {', '.join(STRATEGIES)}")
     need(len(o.widths) >= 1 and all(int(w) >= 1 for w in o.widths), "--widths: give positive integers, e.g. 32,64,128")
     need(o.blocks >= 1, "--blocks: must be at least 1")
-    need(o.batch_size >= 1, "--batch-size: must be at least 1")
+    need(o.batch_size == "auto" or (isinstance(o.batch_size, int) and o.batch_size >= 1),
+         f"--batch-size {o.batch_size}: give a positive whole number or auto")
     need(2 <= o.timesteps <= 100_000, "--timesteps: must be 2..100000")
     need(o.embedding_dim >= 1, "--embedding-dim: must be at least 1")
     need(o.max_steps is None or o.max_steps >= 1, "--max-steps: must be at least 1")
@@ -569,6 +571,76 @@ def make_optimizer(options: TrainOptions, total: int) -> keras.optimizers.Optimi
         warmup_steps=warmup,
     )
     return keras.optimizers.Adam(learning_rate=lr_schedule)
+
+
+# --batch-size auto: the largest power of two up to this whose activations fit in half the free memory.
+AUTO_BATCH_CAP = 128
+AUTO_MEMORY_SHARE = 0.5
+
+
+def forward_bytes_per_patch(model: keras.Model, config: dict) -> int:
+    """Bytes of every tensor the training-mode forward pass of one patch produces (batch 1, traced, not run).
+
+    An upper bound on what backprop keeps alive per patch: measured on the 2D U-Net 16-128 at 96x96,
+    this sum is 88 MiB and the peak resident memory grew by 28 MiB per patch (batch 16 -> 64).
+    """
+    patch = int(config["patch_size"])
+    shape = [1, *(patch if d is None else d for d in model.inputs[0].shape[1:])]
+
+    def forward(x_t: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+        return model([x_t, t], training=True)
+
+    graph = tf.function(forward).get_concrete_function(
+        tf.TensorSpec(shape, tf.float32), tf.TensorSpec([1], tf.float32)
+    ).graph
+    total = 0
+    for op in graph.get_operations():
+        for out in op.outputs:  # per-example tensors only (weights and scalars do not grow with the batch)
+            if out.shape.rank and out.shape.is_fully_defined() and out.shape[0] == 1 and out.dtype.size:
+                total += out.shape.num_elements() * out.dtype.size
+    return total
+
+
+def available_memory() -> tuple[int, str]:
+    """Free memory for training and where it was read: the least free GPU (nvidia-smi) when TensorFlow
+    sees a GPU, else the host's MemAvailable, lowered to the cgroup's limit when one is set."""
+    if tf.config.list_physical_devices("GPU"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=10, check=True).stdout
+            return int(min(float(v) for v in out.split()) * 2**20), "free on the GPU"
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass  # no nvidia-smi: fall back to the host's figure
+    free = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if free is None:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            free = min(free, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return max(int(free), 0), "available"
+
+
+def auto_batch_size(per_patch: int, available: int, replicas: int = 1, cap: int = AUTO_BATCH_CAP) -> int:
+    """``2^k * replicas``, the largest with ``2^k * replicas <= cap`` and ``batch * per_patch <= share * available``
+    (at least ``replicas``: one patch per replica always runs)."""
+    budget = AUTO_MEMORY_SHARE * available
+    batch = replicas
+    while batch * 2 <= max(cap, replicas) and batch * 2 * per_patch <= budget:
+        batch *= 2
+    return batch
 
 
 class _Run:
@@ -722,10 +794,17 @@ def train(options: TrainOptions, progress: ProgressFn | None = None) -> dict:
     strategy = make_strategy(options.strategy)
     chief = _is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
-    if options.batch_size % replicas:
-        raise InputError(f"--batch-size {options.batch_size}: must be a multiple of the {replicas} replicas")
     with strategy.scope():
         run = _Run(config, options, total, ckpt_dir, chief)
+    notes = list(source.notes)
+    if options.batch_size == "auto":
+        per_patch = forward_bytes_per_patch(run.model, config)
+        available, where = available_memory()
+        options = replace(options, batch_size=auto_batch_size(per_patch, available, replicas))
+        notes.append(f"--batch-size auto: {options.batch_size} (at most {per_patch / 2**20:.0f} MiB of "
+                     f"activations per patch, {available / 2**30:.1f} GiB {where})")
+    if options.batch_size % replicas:
+        raise InputError(f"--batch-size {options.batch_size}: must be a multiple of the {replicas} replicas")
     start_step = 0
     if options.resume and has_ckpt:
         run.checkpoint.restore(run.manager.latest_checkpoint).assert_existing_objects_matched()
@@ -763,7 +842,7 @@ def train(options: TrainOptions, progress: ProgressFn | None = None) -> dict:
            f"{validator.metric.upper()} of noisy input {validator.baseline:.2f} dB")
     if start_step:
         msg += f"; resumed at step {start_step}"
-    for note in source.notes:
+    for note in notes:
         emit({"event": "start", "message": note, "step": start_step, "total": total})
     emit({"event": "start", "step": start_step, "total": total, "message": msg})
 

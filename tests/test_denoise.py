@@ -547,7 +547,7 @@ def test_audio_is_resampled_to_the_model_rate_and_back():
 
 def test_validate_options():
     for bad in ({"method": "euler"}, {"noise_kind": "pink"}, {"steps": 0}, {"tile": 4},
-                {"overlap": 300}, {"batch": 0}, {"sigma": -1.0}):
+                {"overlap": 600}, {"batch": 0}, {"sigma": -1.0}):
         with pytest.raises(InputError):
             dn.validate_options(dn.DenoiseOptions(**bad))
     dn.validate_options(dn.DenoiseOptions())
