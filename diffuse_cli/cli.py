@@ -320,6 +320,10 @@ def train(
         bool, typer.Option(help="Only export the latest checkpoint (config, weights, SavedModel).")
     ] = False,
     strategy: Annotated[str, typer.Option(help="default, mirrored or multi-worker (reads TF_CONFIG).")] = "default",
+    precision: Annotated[
+        str, typer.Option(help="auto (mixed float16 on a GPU, else float32), float32 or mixed.")
+    ] = "auto",
+    xla: Annotated[str, typer.Option(help="auto (on with a GPU), on or off: XLA-compile forward+backward.")] = "auto",
     channels: Annotated[
         int | None, typer.Option(help="Images: train on 1 (luma) or 3 channels; default: the data's own.")
     ] = None,
@@ -373,7 +377,8 @@ def train(
         schedule=schedule, timesteps=timesteps, patch_size=patch_size, batch_size=batch,
         max_steps=max_steps, epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr, loss=loss,
         loss_weights=weight_list, checkpoint_every=checkpoint_every, keep=keep, resume=resume,
-        export_only=export_only, strategy=strategy, seed=seed, channels=channels, kernel_size=kernel_size,
+        export_only=export_only, strategy=strategy, precision=precision, xla=xla, seed=seed, channels=channels,
+        kernel_size=kernel_size,
         warmup_steps=warmup_steps, val_sigma=val_sigma, low_noise_fraction=low_noise_fraction,
         low_noise_sigma_file=low_range, extra={"description": description} if description else {},
     )
@@ -711,6 +716,8 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="diffuse", standalone_mode=False)
+        if code == 130:  # Typer turns Ctrl-C into Exit(130) before it reaches the except below
+            console.print("diffuse: interrupted", markup=False)
     except ClickException as err:
         console.print(f"diffuse: error: {one_line(err.format_message())}", markup=False)
         code = 2 if err.exit_code in (1, 2) else err.exit_code

@@ -282,7 +282,7 @@ class LoadedModel:
 
     def _eps_graph(self, x_t: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
         self.trace_count += 1  # Python side effect: runs once per trace, not per call
-        return self.model([x_t, t], training=False)
+        return tf.cast(self.model([x_t, t], training=False), tf.float32)
 
     def eps(self, x_t: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Predicted noise for a batch: ``x_t`` (B, *spatial, C), ``t`` (B,) real steps; float32 out."""
@@ -296,17 +296,20 @@ class LoadedModel:
         return np.asarray(self._encoding(tf.convert_to_tensor(steps)))
 
 
-def load_model(model_dir: str, jit_compile: bool = False) -> LoadedModel:
+def load_model(model_dir: str, jit_compile: bool = False, mixed_precision: bool | None = None) -> LoadedModel:
     """Validate config.json, rebuild the network and load ``weights.weights.h5`` (InputError on any fault).
 
-    ``jit_compile``: see :class:`LoadedModel` (off by default: no faster on CPU)."""
+    ``jit_compile``: see :class:`LoadedModel` (off by default: no faster on CPU). ``mixed_precision``:
+    float16 compute (:func:`networks.build_network`); None = where TensorFlow sees a GPU."""
     config = load_config(model_dir)
     weights = os.path.join(model_dir, WEIGHTS_NAME)
     if not os.path.isfile(weights):
         raise InputError(
             f"{weights}: missing; finish training or run `diffuse train --export-only --out {model_dir}`"
         )
-    model = networks.build_network(config)
+    if mixed_precision is None:
+        mixed_precision = bool(tf.config.list_physical_devices("GPU"))
+    model = networks.build_network(config, mixed_precision=mixed_precision)
     problem = None
     try:
         stored = _count_arrays(weights)

@@ -195,8 +195,9 @@ class GroupNormalization(layers.GroupNormalization):
 def step_encoding_layer(config: dict) -> layers.Layer:
     """The configured encoding layer, always named ``step_encoding`` (LoadedModel looks it up by name)."""
     if config["embedding"] == "learned":
-        return LearnedStepEncoding(config["timesteps"], config["embedding_dim"], name="step_encoding")
-    return SinusoidalStepEncoding(config["embedding_dim"], name="step_encoding")
+        return LearnedStepEncoding(config["timesteps"], config["embedding_dim"], name="step_encoding",
+                                   dtype="float32")
+    return SinusoidalStepEncoding(config["embedding_dim"], name="step_encoding", dtype="float32")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -219,13 +220,23 @@ def default_kernel_size(domain: str) -> int:
     return 3 if domain == "image" else 7
 
 
-def build_network(config: dict) -> keras.Model:
-    """Build the network a (validated) model config describes; inputs ``x_t``, ``t``, output ``eps``."""
-    if config["arch"] == "dense":
-        return _build_dense(config)
-    if config["arch"] == "unet":
-        return _build_unet(config)
-    raise ValueError(f"unknown arch {config['arch']!r}")
+def build_network(config: dict, mixed_precision: bool = False) -> keras.Model:
+    """Build the network a (validated) model config describes; inputs ``x_t``, ``t``, output ``eps``.
+
+    ``mixed_precision``: Keras' ``mixed_float16`` policy (float16 compute, float32 variables, so the same
+    weights file loads either way), for GPUs. The step encoding, GroupNorm statistics and the output layer
+    stay float32: angles up to T = 1000 rad and the predicted noise need float32's precision.
+    """
+    builders = {"dense": _build_dense, "unet": _build_unet}
+    if config["arch"] not in builders:
+        raise ValueError(f"unknown arch {config['arch']!r}")
+    previous = keras.config.dtype_policy()
+    if mixed_precision:  # layers read the global policy when created; restored at once
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        return builders[config["arch"]](config)
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _build_dense(config: dict) -> keras.Model:
@@ -242,8 +253,8 @@ def _build_dense(config: dict) -> keras.Model:
     x = Dense(int(config["dense_hidden"]), activation="relu", name="hidden")(x)
     if config.get("activation_noise", 0.0) > 0:
         x = layers.GaussianNoise(config["activation_noise"], name="hidden_noise")(x)
-    x = Dense(length * channels, activation="linear", name="out")(x)
-    eps = Reshape((length, channels), name="eps")(x)
+    x = Dense(length * channels, activation="linear", name="out", dtype="float32")(x)
+    eps = Reshape((length, channels), name="eps", dtype="float32")(x)
     return Model([x_in, t_in], eps, name="dense_denoiser")
 
 
@@ -340,5 +351,5 @@ def _build_unet(config: dict) -> keras.Model:
         for _ in range(blocks):
             x = b.res_block(x, temb, width)
     x = b.norm_act(x)
-    eps = b.conv_cls(channels, b.kernel, padding="same", kernel_initializer="zeros", name="eps")(x)
+    eps = b.conv_cls(channels, b.kernel, padding="same", kernel_initializer="zeros", name="eps", dtype="float32")(x)
     return Model([x_in, t_in], eps, name=f"unet{b.rank}d")

@@ -81,6 +81,8 @@ class TrainOptions:
     resume: bool = False
     export_only: bool = False
     strategy: str = "default"
+    precision: str = "auto"  # auto (mixed on a GPU, else float32) | float32 | mixed (float16 compute)
+    xla: str = "auto"  # auto (on with a GPU) | on | off: XLA-compile the forward/backward pass
     seed: int = 0
     val_sigma: float | None = None  # file units (25 for 8-bit images); None = domain default
     val_count: int = 16  # fixed validation patches
@@ -472,6 +474,26 @@ def per_example_loss(
 # ================================================================================================
 # Model config, strategy, checkpoint
 # ================================================================================================
+PRECISIONS = ("auto", "float32", "mixed")
+
+
+def use_mixed_precision(precision: str) -> bool:
+    """``auto``: float16 compute where a GPU is visible (tensor cores; on CPU float16 is slower), else float32."""
+    if precision == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    return precision == "mixed"
+
+
+XLA_MODES = ("auto", "on", "off")
+
+
+def use_xla(mode: str) -> bool:
+    """``auto``: XLA where a GPU is visible. On 2 CPU cores it was measured no faster (bench/README.md)."""
+    if mode == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    return mode == "on"
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """default: no distribution; mirrored: all GPUs (else all logical CPUs); multi-worker: TF_CONFIG."""
     if name == "default":
@@ -503,6 +525,8 @@ def _validate_options(o: TrainOptions) -> None:
     need(o.arch in networks.ARCHS, f"--arch {o.arch}: unknown; use one of {', '.join(networks.ARCHS)}")
     need(o.embedding in networks.EMBEDDINGS, f"--embedding {o.embedding}: unknown; use sinusoidal or learned")
     need(o.schedule in SCHEDULES, f"--schedule {o.schedule}: unknown; use one of {', '.join(SCHEDULES)}")
+    need(o.xla in XLA_MODES, f"--xla {o.xla}: unknown; use one of {', '.join(XLA_MODES)}")
+    need(o.precision in PRECISIONS, f"--precision {o.precision}: unknown; use one of {', '.join(PRECISIONS)}")
     need(o.strategy in STRATEGIES, f"--strategy {o.strategy}: unknown; use one of {', '.join(STRATEGIES)}")
     need(len(o.widths) >= 1 and all(int(w) >= 1 for w in o.widths), "--widths: give positive integers, e.g. 32,64,128")
     need(o.blocks >= 1, "--blocks: must be at least 1")
@@ -647,14 +671,19 @@ class _Run:
     """Model, EMA copy, optimizer and checkpoint of one training run (all created inside the strategy)."""
 
     def __init__(self, config: dict, options: TrainOptions, total: int, ckpt_dir: str, chief: bool) -> None:
-        self.model = networks.build_network(config)
-        self.ema_model = networks.build_network(config)
+        self.mixed = use_mixed_precision(options.precision)
+        self.model = networks.build_network(config, mixed_precision=self.mixed)
+        self.ema_model = networks.build_network(config, mixed_precision=self.mixed)
         self.ema_model.set_weights(self.model.get_weights())
-        self.optimizer = make_optimizer(options, total)
+        inner = make_optimizer(options, total)
+        # Mixed precision: the loss is scaled so float16 gradients do not underflow; the wrapper unscales
+        # them and skips steps whose gradients overflowed (lowering the scale).
+        self.optimizer = keras.optimizers.LossScaleOptimizer(inner) if self.mixed else inner
         self.optimizer.build(self.model.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # The inner optimizer is what is checkpointed, so a run resumes in either precision.
         self.checkpoint = tf.train.Checkpoint(
-            model=self.model, ema=self.ema_model, optimizer=self.optimizer, step=self.step
+            model=self.model, ema=self.ema_model, optimizer=inner, step=self.step
         )
         # Non-chief workers of a multi-worker run write to a scratch folder (all must call save()).
         directory = ckpt_dir if chief else os.path.join(ckpt_dir, f".worker-{os.getpid()}")
@@ -838,7 +867,8 @@ def train(options: TrainOptions, progress: ProgressFn | None = None) -> dict:
     writer = tf.summary.create_file_writer(os.path.join(out, "logs")) if chief else tf.summary.create_noop_writer()
     msg = (f"training a {config['arch']} on {len(source.files)} {source.domain} file(s)"
            f"{f' (+{len(source.holdout)} held out)' if source.holdout else ''}, {replicas} replica(s), "
-           f"{'in memory' if source.in_memory else 'streamed from disk'}; validation "
+           f"{'in memory' if source.in_memory else 'streamed from disk'}"
+           f"{', mixed precision (float16 compute)' if run.mixed else ''}; validation "
            f"{validator.metric.upper()} of noisy input {validator.baseline:.2f} dB")
     if start_step:
         msg += f"; resumed at step {start_step}"
@@ -928,6 +958,8 @@ def train(options: TrainOptions, progress: ProgressFn | None = None) -> dict:
         "low_noise_fraction": options.low_noise_fraction,
         "low_noise_sigma_model_units": list(options.low_noise_sigma or LOW_NOISE_SIGMA[source.domain]),
         "strategy": options.strategy,
+        "precision": "mixed" if run.mixed else "float32",
+        "xla": use_xla(options.xla),
         "history": history,
         **options.extra,
     }
@@ -957,6 +989,18 @@ def _make_train_fn(
     model, optimizer = run.model, run.optimizer
     T = float(schedule.timesteps)
 
+    def gradients(x0: tf.Tensor, x_t: tf.Tensor, t: tf.Tensor, eps: tf.Tensor, ab: tf.Tensor):
+        """Forward, loss and backward: the part XLA compiles (``--xla``); the optimizer stays outside."""
+        with tf.GradientTape() as tape:
+            eps_hat = tf.cast(model([x_t, t], training=True), tf.float32)
+            per_ex = per_example_loss(terms, eps, eps_hat, x0, x_t, ab, rank, domain)
+            loss = tf.nn.compute_average_loss(per_ex, global_batch_size=global_batch)
+            scaled = optimizer.scale_loss(loss) if run.mixed else loss
+        return loss, tape.gradient(scaled, model.trainable_variables)
+
+    if use_xla(options.xla):
+        gradients = tf.function(gradients, jit_compile=True)
+
     def replica_step(x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
         ctx = tf.distribute.get_replica_context()
         rid = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
@@ -974,19 +1018,16 @@ def _make_train_fn(
         eps = tf.random.stateless_normal(tf.shape(x0), seeds[3])
         abb = _bcast(ab, x0)
         x_t = tf.sqrt(abb) * x0 + tf.sqrt(1.0 - abb) * eps
-        with tf.GradientTape() as tape:
-            eps_hat = model([x_t, t], training=True)
-            per_ex = per_example_loss(terms, eps, eps_hat, x0, x_t, ab, rank, domain)
-            loss = tf.nn.compute_average_loss(per_ex, global_batch_size=global_batch)
+        loss, grads = gradients(x0, x_t, t, eps, ab)
         variables = model.trainable_variables
-        grads = tape.gradient(loss, variables)
         # The learned step table gets sparse (IndexedSlices) gradients; it is small, make them dense.
         grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
         # Clip the *global* gradient: all-reduce first, clip, then hand the optimizer 1/replicas of it
         # (Keras sums over replicas again inside apply_gradients).
         grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-        if options.grad_clip > 0:
-            grads, _ = tf.clip_by_global_norm(grads, options.grad_clip)
+        if options.grad_clip > 0:  # scaled gradients (mixed precision) are clipped at the scaled norm
+            clip = options.grad_clip * (tf.cast(optimizer.dynamic_scale, tf.float32) if run.mixed else 1.0)
+            grads, _ = tf.clip_by_global_norm(grads, clip)
         grads = [g / replicas for g in grads]
         optimizer.apply_gradients(zip(grads, variables))
         return loss

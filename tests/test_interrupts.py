@@ -229,3 +229,21 @@ def test_latest_step_reads_the_index(tmp_path):
     )
     assert latest_step(tmp_path) == 15
     shutil.rmtree(tmp_path / "checkpoints")
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_denoise_says_interrupted(tmp_path):
+    """SIGINT (Ctrl-C) in the middle of a denoise: exit 130, one line saying so, no output, no temp files."""
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    _big_image(src)
+    source_bytes = src.read_bytes()
+    proc = start(["denoise", src, "-o", out, "--method", "ddim", "--steps", "50"], tmp_path / "denoise.log")
+    time.sleep(6.0)  # past the imports, inside 50 network passes over 1.4 Mpixel x 3 channels
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=120)
+    err = (tmp_path / "denoise.log").read_text()
+    assert code == 130, (code, err)
+    assert err.strip().splitlines()[-1] == "diffuse: interrupted", err
+    assert "Traceback" not in err
+    assert not out.exists() and _leftovers(tmp_path, {"in.png", "denoise.log"}) == []
+    assert src.read_bytes() == source_bytes
