@@ -585,7 +585,10 @@ def denoise_one(src, dst, model_dir, options, reference, fmt, bit_depth, force, 
     model = cache[model_path]
     engine.check_model_fits(model.config, media, model_path)
     progress.start_file(src)
-    cleaned, details = engine.denoise_media(media, model, options, progress=progress.tiles)
+    # Without --reference the noisy samples are not needed afterwards: clean them in place (one full-size
+    # array for a large photo or recording instead of two).
+    cleaned, details = engine.denoise_media(media, model, options, progress=progress.tiles,
+                                            in_place=not reference)
     save_notes: list[str] = []
     written = io.save(cleaned, dst, fmt=fmt, bit_depth=bit_depth, force=force, inputs=[src], notes=save_notes)
     record = {"input": src, "output": dst, "format": written, "model": str(model_path), **details,

@@ -379,35 +379,38 @@ def _load_image(data: bytes, source: str, fmt: str) -> Media:
     if im.mode in ("LA", "RGBA"):
         alpha = np.asarray(im.getchannel("A")).copy()
         im = im.convert(im.mode[:-1])
-    arr = np.asarray(im)
-    if im.mode in _SIXTEEN_BIT_MODES or im.mode == "I":
-        arr = arr.astype(np.int64)
+    if im.mode in ("L", "RGB"):  # 8-bit: converted a strip of rows at a time (no full-size copies)
+        bit_depth, scale = 8, 127.5
+        samples = _image_strips(im, _unit_table(255, scale))
+    elif im.mode in _SIXTEEN_BIT_MODES or im.mode == "I":
+        arr = np.asarray(im)
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise InputError(
                 f"{source}: 32-bit integer image with values outside 0..65535; save it as 16-bit or float"
             )
         bit_depth, scale = 16, 32767.5
-        samples = arr / scale - 1.0
+        samples = _unit_table(65535, scale)[arr.astype(np.uint16, copy=False)]
     elif im.mode == "F":
+        arr = np.asarray(im)
         bit_depth, scale = 32, 0.5
         samples = arr.astype(np.float64) * 2.0 - 1.0
         _check_finite(arr, source)
         if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
             notes.append("float image has values outside 0..1 (kept as they are)")
-    else:
-        bit_depth, scale = 8, 127.5
-        samples = arr / scale - 1.0
+    else:  # pragma: no cover - every other mode was converted above
+        raise InputError(f"{source}: unsupported image mode {im.mode}; convert it to RGB or gray")
     if samples.ndim == 2:
         samples = samples[:, :, None]
     if samples.size == 0:
         raise InputError(f"{source}: image has no pixels; give a non-empty image")
-    with np.errstate(over="ignore"):
-        samples = samples.astype(np.float32)
-    if not np.all(np.isfinite(samples)):  # a float image whose values overflow 32-bit floats once scaled
-        raise InputError(
-            f"{source}: float image values up to {float(np.max(np.abs(arr))):.3g} are too large to process; "
-            "rescale the image to 0..1 first"
-        )
+    if bit_depth == 32:
+        with np.errstate(over="ignore"):
+            samples = samples.astype(np.float32)
+        if not np.all(np.isfinite(samples)):  # a float image whose values overflow 32-bit floats once scaled
+            raise InputError(
+                f"{source}: float image values up to {float(np.max(np.abs(arr))):.3g} are too large to process; "
+                "rescale the image to 0..1 first"
+            )
     return Media(
         domain="image",
         samples=samples,
@@ -419,6 +422,25 @@ def _load_image(data: bytes, source: str, fmt: str) -> Media:
         source=source,
         notes=notes,
     )
+
+
+def _image_strips(im: Image.Image, table: np.ndarray) -> np.ndarray:
+    """An 8-bit L or RGB image as float32 model units (H, W, C): ``table[v]``, a strip of rows at a time
+    (numpy's view of a whole Pillow image would be one more full-size copy)."""
+    width, height = im.size
+    bands = len(im.getbands())
+    out = np.empty((height, width, bands), dtype=np.float32)
+    rows = max(1, _STRIP // max(1, width * bands))
+    for r in range(0, height, rows):
+        strip = np.asarray(im.crop((0, r, width, min(height, r + rows))))
+        out[r : r + rows] = table[strip].reshape(-1, width, bands)
+    return out
+
+
+def _unit_table(top: int, scale: float) -> np.ndarray:
+    """float32 model units ``v / scale - 1`` (computed in float64) for every integer v in 0..top: indexing it
+    converts a whole image with one float32 array, no float64 copy of a large photo."""
+    return (np.arange(top + 1, dtype=np.float64) / scale - 1.0).astype(np.float32)
 
 
 # -- audio
@@ -589,6 +611,13 @@ def encode(
     ``notes`` (optional) receives lossy conversions made to fit the format, e.g. "JPEG cannot hold
     alpha: dropped it". ``label`` names the output in error messages (default: the format).
     """
+    return bytes(_encode_view(media, fmt, bit_depth, notes, label))
+
+
+def _encode_view(
+    media: Media, fmt: str, bit_depth: int | None, notes: list[str] | None, label: str | None
+) -> bytes | memoryview:
+    """:func:`encode` without the final copy: image and audio encoders hand back a view of their buffer."""
     fmt = normalize_format(fmt)
     label = label or fmt
     if fmt not in WRITE_FORMATS:
@@ -602,7 +631,8 @@ def encode(
         raise InputError(f"--bit-depth: {bit_depth} is not supported; use 8 or 16 (24/32 for audio)")
     sink = notes if notes is not None else []
     samples = np.asarray(media.samples)
-    if not np.all(np.isfinite(samples)):
+    flat = samples.reshape(-1)
+    if not all(np.isfinite(flat[a : a + _STRIP]).all() for a in range(0, flat.size, _STRIP)):
         raise InputError(f"{label}: result contains NaN or infinite values; nothing written")
     try:
         if media.domain == "image":
@@ -632,7 +662,7 @@ _IMAGE_CAPS = {
 
 def _encode_image(
     media: Media, samples: np.ndarray, fmt: str, bit_depth: int | None, notes: list[str], label: str
-) -> bytes:
+) -> memoryview:
     if samples.ndim == 2:
         samples = samples[:, :, None]
     if samples.ndim != 3 or samples.shape[2] not in (1, 3):
@@ -655,15 +685,14 @@ def _encode_image(
         depth = max(d for d in depths if d <= depth)
         notes.append(f"{name} cannot hold {want}-bit: wrote {depth}-bit")
 
-    u = (samples.astype(np.float64) + 1.0) / 2.0  # model units -> [0, 1]
     if depth == 32:
-        pixels = u[:, :, 0].astype(np.float32)
+        pixels = _to_pixels(samples[:, :, :1], np.float32)[:, :, 0]
         image = Image.fromarray(pixels)
     elif depth == 16:
-        pixels = np.rint(np.clip(u[:, :, 0], 0.0, 1.0) * 65535.0).astype(np.uint16)
+        pixels = _to_pixels(samples[:, :, :1], np.uint16)[:, :, 0]
         image = Image.fromarray(pixels)
     else:
-        pixels = np.rint(np.clip(u, 0.0, 1.0) * 255.0).astype(np.uint8)
+        pixels = _to_pixels(samples, np.uint8)
         colour = "L" if channels == 1 else "RGB"
         mode = colour + ("A" if alpha is not None else "")
         if mode == "LA" and mode not in modes and "RGBA" in modes:
@@ -690,9 +719,25 @@ def _encode_image(
         options = {"lossless": True, "exact": True}  # a denoiser should not add compression artefacts
     elif fmt == "png":
         options = {"compress_level": 6}
+    del pixels
     buffer = io.BytesIO()
     image.save(buffer, format=_PIL_NAMES[fmt], **options)
-    return buffer.getvalue()
+    return buffer.getbuffer()  # no copy of a large encoded file
+
+
+_STRIP = 1 << 20  # values converted at a time: float64 temporaries stay at a few MB for any image size
+
+
+def _to_pixels(samples: np.ndarray, dtype: type) -> np.ndarray:
+    """Model units (H, W, C) -> pixels: ``u = (x + 1) / 2`` then ``rint(clip(u, 0, 1) * max)`` for integer
+    types, ``u`` itself for float32; computed in float64, a strip of rows at a time."""
+    out = np.empty(samples.shape, dtype=dtype)
+    rows = max(1, _STRIP // max(1, samples.shape[1] * samples.shape[2]))
+    top = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else None
+    for r in range(0, samples.shape[0], rows):
+        u = (samples[r : r + rows].astype(np.float64) + 1.0) / 2.0
+        out[r : r + rows] = u if top is None else np.rint(np.clip(u, 0.0, 1.0) * top)
+    return out
 
 
 # -- audio
@@ -717,7 +762,7 @@ def _audio_subtype(media: Media, fmt: str, bit_depth: int | None, notes: list[st
 
 def _encode_audio(
     media: Media, samples: np.ndarray, fmt: str, bit_depth: int | None, notes: list[str], label: str
-) -> bytes:
+) -> memoryview:
     if media.sample_rate is None:
         raise InputError(f"{label}: audio has no sample rate; cannot write {fmt}")
     if samples.ndim == 1:
@@ -725,12 +770,17 @@ def _encode_audio(
     if samples.ndim != 2 or samples.shape[0] == 0:
         raise InputError(f"{label}: audio samples have shape {samples.shape}; expected (N, channels)")
     subtype = _audio_subtype(media, fmt, bit_depth, notes)
-    data = samples.astype(np.float64 if subtype == "DOUBLE" else np.float32)
-    if subtype not in _FLOAT_SUBTYPES:
-        data = np.clip(data, -1.0, 1.0)  # PCM and lossy codecs hold [-1, 1]; clip instead of wrapping
+    dtype = np.float64 if subtype == "DOUBLE" else np.float32
     buffer = io.BytesIO()  # soundfile cannot write WAV to a non-seekable stdout: buffer first
-    sf.write(buffer, data, int(media.sample_rate), subtype=subtype, format=_SF_NAMES[fmt])
-    return buffer.getvalue()
+    with sf.SoundFile(buffer, "w", int(media.sample_rate), samples.shape[1], subtype=subtype,
+                      format=_SF_NAMES[fmt]) as handle:
+        step = max(1, _STRIP // samples.shape[1])
+        for a in range(0, samples.shape[0], step):  # a block at a time: no full-length copies
+            block = samples[a : a + step].astype(dtype)
+            if subtype not in _FLOAT_SUBTYPES:
+                np.clip(block, -1.0, 1.0, out=block)  # PCM and lossy codecs hold [-1, 1]; clip, not wrap
+            handle.write(block)
+    return buffer.getbuffer()
 
 
 # -- signals
@@ -810,7 +860,7 @@ def check_output_path(path: str, inputs: Sequence[str], force: bool) -> None:
         raise InputError(f"{path}: already exists; pass --force to overwrite or choose another name")
 
 
-def atomic_write_bytes(path: str, data: bytes, force: bool = False) -> None:
+def atomic_write_bytes(path: str, data: bytes | memoryview, force: bool = False) -> None:
     """Write ``data`` to ``path`` all-or-nothing: temp file in the same folder, fsync, then rename.
 
     A failure at any point leaves no temp file behind and the old ``path`` (if any) untouched.
@@ -875,7 +925,7 @@ def save(
     """
     out_fmt = output_format(path, fmt, media.fmt)
     check_output_path(path, inputs, force)
-    data = encode(media, out_fmt, bit_depth, notes, label="<stdout>" if path == "-" else path)
+    data = _encode_view(media, out_fmt, bit_depth, notes, label="<stdout>" if path == "-" else path)
     if path == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
