@@ -21,8 +21,9 @@ import re
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -611,13 +612,21 @@ def encode(
     ``notes`` (optional) receives lossy conversions made to fit the format, e.g. "JPEG cannot hold
     alpha: dropped it". ``label`` names the output in error messages (default: the format).
     """
-    return bytes(_encode_view(media, fmt, bit_depth, notes, label))
+    buffer = io.BytesIO()
+    encode_into(buffer, media, fmt, bit_depth, notes, label)
+    return buffer.getvalue()
 
 
-def _encode_view(
-    media: Media, fmt: str, bit_depth: int | None, notes: list[str] | None, label: str | None
-) -> bytes | memoryview:
-    """:func:`encode` without the final copy: image and audio encoders hand back a view of their buffer."""
+def encode_into(
+    out: BinaryIO,
+    media: Media,
+    fmt: str,
+    bit_depth: int | None = None,
+    notes: list[str] | None = None,
+    label: str | None = None,
+) -> None:
+    """:func:`encode` straight into a seekable binary file (``save`` passes its temporary file, so a large
+    output is never held in memory as a whole). Nothing is written when the media cannot be encoded."""
     fmt = normalize_format(fmt)
     label = label or fmt
     if fmt not in WRITE_FORMATS:
@@ -636,14 +645,19 @@ def _encode_view(
         raise InputError(f"{label}: result contains NaN or infinite values; nothing written")
     try:
         if media.domain == "image":
-            return _encode_image(media, samples, fmt, bit_depth, sink, label)
-        if media.domain == "audio":
-            return _encode_audio(media, samples, fmt, bit_depth, sink, label)
-        if fmt == "npy":
-            return _encode_npy(media, samples)
-        return _encode_text(media, samples, fmt)
+            _encode_image(media, samples, fmt, bit_depth, sink, label, out)
+        elif media.domain == "audio":
+            _encode_audio(media, samples, fmt, bit_depth, sink, label, out)
+        elif fmt == "npy":
+            out.write(_encode_npy(media, samples))
+        else:
+            out.write(_encode_text(media, samples, fmt))
     except InputError:
         raise
+    except OSError as exc:
+        if exc.errno is not None:  # the file system (disk full, ...): the caller reports the write
+            raise
+        raise InputError(f"{label}: cannot encode as {fmt} ({_reason(exc)}); try another format") from exc
     except Exception as exc:
         raise InputError(f"{label}: cannot encode as {fmt} ({_reason(exc)}); try another format") from exc
 
@@ -661,8 +675,8 @@ _IMAGE_CAPS = {
 
 
 def _encode_image(
-    media: Media, samples: np.ndarray, fmt: str, bit_depth: int | None, notes: list[str], label: str
-) -> memoryview:
+    media: Media, samples: np.ndarray, fmt: str, bit_depth: int | None, notes: list[str], label: str, out: BinaryIO
+) -> None:
     if samples.ndim == 2:
         samples = samples[:, :, None]
     if samples.ndim != 3 or samples.shape[2] not in (1, 3):
@@ -720,9 +734,7 @@ def _encode_image(
     elif fmt == "png":
         options = {"compress_level": 6}
     del pixels
-    buffer = io.BytesIO()
-    image.save(buffer, format=_PIL_NAMES[fmt], **options)
-    return buffer.getbuffer()  # no copy of a large encoded file
+    image.save(out, format=_PIL_NAMES[fmt], **options)
 
 
 _STRIP = 1 << 20  # values converted at a time: float64 temporaries stay at a few MB for any image size
@@ -761,8 +773,8 @@ def _audio_subtype(media: Media, fmt: str, bit_depth: int | None, notes: list[st
 
 
 def _encode_audio(
-    media: Media, samples: np.ndarray, fmt: str, bit_depth: int | None, notes: list[str], label: str
-) -> memoryview:
+    media: Media, samples: np.ndarray, fmt: str, bit_depth: int | None, notes: list[str], label: str, out: BinaryIO
+) -> None:
     if media.sample_rate is None:
         raise InputError(f"{label}: audio has no sample rate; cannot write {fmt}")
     if samples.ndim == 1:
@@ -771,8 +783,8 @@ def _encode_audio(
         raise InputError(f"{label}: audio samples have shape {samples.shape}; expected (N, channels)")
     subtype = _audio_subtype(media, fmt, bit_depth, notes)
     dtype = np.float64 if subtype == "DOUBLE" else np.float32
-    buffer = io.BytesIO()  # soundfile cannot write WAV to a non-seekable stdout: buffer first
-    with sf.SoundFile(buffer, "w", int(media.sample_rate), samples.shape[1], subtype=subtype,
+    # ``out`` is seekable (soundfile rewrites the WAV header at the end): a file, or a buffer for stdout.
+    with sf.SoundFile(out, "w", int(media.sample_rate), samples.shape[1], subtype=subtype,
                       format=_SF_NAMES[fmt]) as handle:
         step = max(1, _STRIP // samples.shape[1])
         for a in range(0, samples.shape[0], step):  # a block at a time: no full-length copies
@@ -780,7 +792,6 @@ def _encode_audio(
             if subtype not in _FLOAT_SUBTYPES:
                 np.clip(block, -1.0, 1.0, out=block)  # PCM and lossy codecs hold [-1, 1]; clip, not wrap
             handle.write(block)
-    return buffer.getbuffer()
 
 
 # -- signals
@@ -860,10 +871,16 @@ def check_output_path(path: str, inputs: Sequence[str], force: bool) -> None:
         raise InputError(f"{path}: already exists; pass --force to overwrite or choose another name")
 
 
-def atomic_write_bytes(path: str, data: bytes | memoryview, force: bool = False) -> None:
-    """Write ``data`` to ``path`` all-or-nothing: temp file in the same folder, fsync, then rename.
+def atomic_write_bytes(path: str, data: bytes, force: bool = False) -> None:
+    """Write ``data`` to ``path`` all-or-nothing (see :func:`atomic_write`)."""
+    atomic_write(path, lambda handle: handle.write(data), force)
 
-    A failure at any point leaves no temp file behind and the old ``path`` (if any) untouched.
+
+def atomic_write(path: str, write: Callable[[BinaryIO], object], force: bool = False) -> None:
+    """Run ``write(handle)`` on a temp file in the same folder, fsync, then rename it to ``path``.
+
+    A failure at any point (an exception from ``write`` included) leaves no temp file behind and the old
+    ``path`` (if any) untouched.
     """
     check_output_path(path, (), force)
     parent = os.path.dirname(os.path.abspath(path))
@@ -873,7 +890,7 @@ def atomic_write_bytes(path: str, data: bytes | memoryview, force: bool = False)
             dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp", delete=False
         ) as handle:
             temp_name = handle.name
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         umask = os.umask(0)
@@ -925,12 +942,11 @@ def save(
     """
     out_fmt = output_format(path, fmt, media.fmt)
     check_output_path(path, inputs, force)
-    data = _encode_view(media, out_fmt, bit_depth, notes, label="<stdout>" if path == "-" else path)
-    if path == "-":
-        sys.stdout.buffer.write(data)
+    if path == "-":  # encoded in memory first: a pipe cannot seek back to finish a WAV header
+        sys.stdout.buffer.write(encode(media, out_fmt, bit_depth, notes, label="<stdout>"))
         sys.stdout.buffer.flush()
-    else:
-        atomic_write_bytes(path, data, force)
+    else:  # encoded straight into the temporary file: a large output is never held in memory
+        atomic_write(path, lambda handle: encode_into(handle, media, out_fmt, bit_depth, notes, label=path), force)
     return out_fmt
 
 
