@@ -221,22 +221,36 @@ def load(path: str) -> Media:
     if os.path.isdir(path):
         raise InputError(f"{path}: is a directory, not a file; give a file (or use a batch command)")
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        handle = open(path, "rb")
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc}); check the file permissions") from exc
-    if not data:
-        raise InputError(f"{path}: empty file; give a file with data in it")
-    return load_bytes(data, path)
+    with handle:
+        try:
+            head = handle.read(_HEAD)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror or exc}); check the file permissions") from exc
+        if not head:
+            raise InputError(f"{path}: empty file; give a file with data in it")
+        handle.seek(0)
+        # Images and audio are decoded from the open file: no in-memory copy of a large file next to its samples.
+        return _decode(handle, head, path)
+
+
+_HEAD = 4096  # bytes that detect_format looks at
 
 
 def load_bytes(data: bytes, source: str) -> Media:
     """Decode an in-memory file; ``source`` names it in messages ("<stdin>" for pipes)."""
     if not data:
         raise InputError(f"{source}: empty input; give a file with data in it")
-    detected = detect_format(data)
+    return _decode(data, data[:_HEAD], source)
+
+
+def _decode(content: bytes | BinaryIO, head: bytes, source: str) -> Media:
+    """Decode a file's ``content`` (bytes, or an open binary file at offset 0) whose first bytes are ``head``."""
+    detected = detect_format(head)
     claimed = format_from_extension(source)
-    if detected is None and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if detected is None and head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise InputError(f"{source}: UTF-16 text; save the numbers as UTF-8 (plain CSV)")
     if detected is None:
         raise InputError(
@@ -250,23 +264,12 @@ def load_bytes(data: bytes, source: str) -> Media:
         notes.append(f"content is {detected}, not {claimed} as the extension says: read as {detected}")
     try:
         if detected in IMAGE_FORMATS or detected in READ_ONLY_FORMATS:
-            media = _load_image(data, source, detected)
+            media = _load_image(content, head, source, detected)
         elif detected in AUDIO_FORMATS:
-            media = _load_audio(data, source, detected)
-        elif detected == "npy":
-            media = _load_npy(data, source)
+            media = _load_audio(content, source, detected)
         else:
-            try:
-                media = _load_text(data, source, detected)
-            except InputError as exc:
-                if claimed is None or claimed in SIGNAL_FORMATS:
-                    raise
-                # A text file named like an image or a recording: say that first, not "line 2: not a number".
-                detail = str(exc).removeprefix(f"{source}: ").split(";")[0]
-                raise InputError(
-                    f"{source}: is a text file, not a {claimed} file as its name says (nor numeric CSV: "
-                    f"{detail}); give a real {claimed} file"
-                ) from exc
+            media = _load_numbers(content if isinstance(content, bytes) else content.read(), source, detected,
+                                  claimed)
     except InputError:
         raise
     except Exception as exc:  # any library failure on bad bytes becomes a one-line message
@@ -275,6 +278,23 @@ def load_bytes(data: bytes, source: str) -> Media:
         ) from exc
     media.notes[:0] = notes
     return media
+
+
+def _load_numbers(data: bytes, source: str, fmt: str, claimed: str | None) -> Media:
+    """npy, or CSV/text numbers."""
+    if fmt == "npy":
+        return _load_npy(data, source)
+    try:
+        return _load_text(data, source, fmt)
+    except InputError as exc:
+        if claimed is None or claimed in SIGNAL_FORMATS:
+            raise
+        # A text file named like an image or a recording: say that first, not "line 2: not a number".
+        detail = str(exc).removeprefix(f"{source}: ").split(";")[0]
+        raise InputError(
+            f"{source}: is a text file, not a {claimed} file as its name says (nor numeric CSV: "
+            f"{detail}); give a real {claimed} file"
+        ) from exc
 
 
 def _reason(exc: BaseException) -> str:
@@ -321,7 +341,7 @@ def _native_stderr_captured(lines: list[str], active: bool = True):
             lines.extend(" ".join(line.split()) for line in text.splitlines() if line.strip() and "\x1b" not in line)
 
 
-def _load_image(data: bytes, source: str, fmt: str) -> Media:
+def _load_image(content: bytes | BinaryIO, head: bytes, source: str, fmt: str) -> Media:
     notes: list[str] = []
     native: list[str] = []
     try:
@@ -330,7 +350,7 @@ def _load_image(data: bytes, source: str, fmt: str) -> Media:
             warnings.simplefilter("always")
             # Treat the bomb *warning* as an error too: a 90 Mpixel image would not fit a tile batch anyway.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(content) if isinstance(content, bytes) else content)
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 im.seek(0)
@@ -358,7 +378,7 @@ def _load_image(data: bytes, source: str, fmt: str) -> Media:
         ) from exc
 
     original_mode = im.mode
-    if fmt == "png" and len(data) > 25 and data[24] == 16 and data[25] in (2, 6):
+    if fmt == "png" and len(head) > 25 and head[24] == 16 and head[25] in (2, 6):
         notes.append("16-bit colour PNG read as 8-bit (Pillow cannot hold 16-bit colour)")
     if im.mode == "1":
         im = im.convert("L")
@@ -447,9 +467,9 @@ def _unit_table(top: int, scale: float) -> np.ndarray:
 # -- audio
 
 
-def _load_audio(data: bytes, source: str, fmt: str) -> Media:
+def _load_audio(content: bytes | BinaryIO, source: str, fmt: str) -> Media:
     try:
-        with sf.SoundFile(io.BytesIO(data)) as handle:
+        with sf.SoundFile(io.BytesIO(content) if isinstance(content, bytes) else content) as handle:
             sample_rate, subtype = int(handle.samplerate), str(handle.subtype)
             samples = handle.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:

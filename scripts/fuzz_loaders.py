@@ -8,7 +8,9 @@ Seeds are the files in sample_data/ plus small files derived from them in every 
 read (JPEG, TIFF 8/16-bit/float/multi-page, BMP, WebP, animated GIF, palette, CMYK and LA images, FLAC,
 OGG, float and 24-bit WAV, NPY, space-separated TXT). Each iteration applies 1-4 random mutations (bit
 flips, "interesting" byte and integer values, truncation, inserted junk, deleted or duplicated ranges,
-splices with another seed, text-specific edits) and calls ``io.load_bytes``; what loads is also checked
+splices with another seed, text-specific edits) and calls ``io.load_bytes`` (even iterations) or writes
+the input to a file and calls ``io.load`` (odd iterations; images and audio are decoded from the open
+file there); what loads is also checked
 (finite samples in the documented dtypes and ranges) and encoded back with ``io.encode``.
 
 A crash is: any exception other than InputError, an InputError whose message is not one line starting
@@ -24,6 +26,7 @@ import io as pyio
 import os
 import random
 import resource
+import shutil
 import signal
 import sys
 import tempfile
@@ -261,20 +264,27 @@ class NativeStderr:
         self.sink.close()
 
 
-def one(data: bytes, name: str, timeout: float) -> tuple[str, str | None]:
+def one(data: bytes, name: str, timeout: float, folder: Path | None = None) -> tuple[str, str | None]:
     """('loaded' | 'rejected' | 'crash', detail); output on stderr (the CLI's one-line contract) is a crash."""
     with NativeStderr() as captured:
-        outcome, detail = _one(data, name, timeout)
+        outcome, detail = _one(data, name, timeout, folder)
     if outcome != "crash" and captured.text.strip():
         return "crash", f"wrote to stderr: {' '.join(captured.text.split())[:200]}"
     return outcome, detail
 
 
-def _one(data: bytes, name: str, timeout: float) -> tuple[str, str | None]:
+def _one(data: bytes, name: str, timeout: float, folder: Path | None) -> tuple[str, str | None]:
+    """``folder``: write the input there and read it with ``io.load(path)`` (decoded from the open file),
+    else ``io.load_bytes`` (stdin's path)."""
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         try:
-            media = io.load_bytes(data, name)
+            if folder is None:
+                media = io.load_bytes(data, name)
+            else:
+                name = str(folder / name)  # messages name the path
+                Path(name).write_bytes(data)
+                media = io.load(name)
         except InputError as err:
             return ("crash", problem) if (problem := check_message(err, name)) else ("rejected", None)
         problem = check_media(media)
@@ -303,12 +313,14 @@ def run(iterations: int = 2000, seed: int = 0, sample_dir: Path | None = None, c
     report = Report()
     started = time.perf_counter()
     old = signal.signal(signal.SIGALRM, _alarm)
+    folder = Path(tempfile.mkdtemp(prefix="fuzz-loaders-"))
     try:
         for i in range(iterations):
             name, original = seeds[i % len(seeds)] if i < len(seeds) else rng.choice(seeds)
             is_text = io.detect_format(original) == "text"
             data, ops = mutate(original, rng, seeds, is_text)
-            outcome, detail = one(data, name, timeout)
+            # Odd iterations go through a file on disk, even ones through memory: both decoding paths.
+            outcome, detail = one(data, name, timeout, folder if i % 2 else None)
             report.iterations += 1
             if outcome == "loaded":
                 report.loaded += 1
@@ -326,6 +338,7 @@ def run(iterations: int = 2000, seed: int = 0, sample_dir: Path | None = None, c
                 print(f"  {i + 1} iterations, {len(report.crashes)} crash(es)", file=sys.stderr)
     finally:
         signal.signal(signal.SIGALRM, old)
+        shutil.rmtree(folder, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
 
