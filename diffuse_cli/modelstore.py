@@ -309,10 +309,23 @@ def load_model(model_dir: str, jit_compile: bool = False, mixed_precision: bool 
         )
     if mixed_precision is None:
         mixed_precision = bool(tf.config.list_physical_devices("GPU"))
+    # Before building: a config that describes a far larger network than the file holds (corrupt or edited)
+    # would otherwise allocate it first, and a huge one would exhaust memory instead of failing cleanly.
+    try:
+        stored, stored_bytes = _stored_arrays(weights)
+    except Exception as exc:  # h5py raises many types for truncated or foreign files
+        reason = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
+        raise InputError(f"{weights}: cannot read weights ({reason}); the file is corrupt") from exc
+    if stored_bytes > os.path.getsize(weights):
+        raise InputError(f"{weights}: declares {stored_bytes:,} bytes of weights but the file is smaller; "
+                         "it is corrupt")
+    least = networks.parameter_lower_bound(config)
+    if 4 * least > stored_bytes:
+        raise InputError(f"{weights}: config.json describes at least {least:,} weights, the file holds "
+                         f"{stored_bytes // 4:,}; the file does not match config.json")
     model = networks.build_network(config, mixed_precision=mixed_precision)
     problem = None
     try:
-        stored = _count_arrays(weights)
         if stored != len(model.weights):
             problem = f"it holds {stored} arrays, the network has {len(model.weights)}"
         else:
@@ -332,14 +345,17 @@ def load_model(model_dir: str, jit_compile: bool = False, mixed_precision: bool 
     return LoadedModel(config, model, jit_compile=jit_compile)
 
 
-def _count_arrays(path: str) -> int:
-    """Number of weight arrays in a Keras ``.weights.h5`` file (plain HDF5 datasets, nothing executable)."""
-    count = 0
+def _stored_arrays(path: str) -> tuple[int, int]:
+    """(number of arrays, their bytes) in a Keras ``.weights.h5`` file, from the HDF5 metadata alone (plain
+    datasets, nothing executable, no data read)."""
+    count, nbytes = 0, 0
 
     def visit(name: str, obj: object) -> None:
-        nonlocal count
-        count += isinstance(obj, h5py.Dataset)
+        nonlocal count, nbytes
+        if isinstance(obj, h5py.Dataset):
+            count += 1
+            nbytes += int(obj.size) * int(obj.dtype.itemsize)
 
     with h5py.File(path, "r") as fh:
         fh.visititems(visit)
-    return count
+    return count, nbytes

@@ -239,6 +239,20 @@ def build_network(config: dict, mixed_precision: bool = False) -> keras.Model:
         keras.config.set_dtype_policy(previous)
 
 
+def parameter_lower_bound(config: dict) -> int:
+    """Weights the network of ``config`` has at the least, from its largest layers alone (no building).
+
+    Dense: the two big matrices ``(L*C) x H`` and ``H x (L*C)``. U-Net: the second convolution of every
+    encoder block, ``k^rank * w * w`` per block. Plus a learned step table, ``(T + 1) * dim``. A weights file
+    holding less than this cannot belong to the config (checked before anything is allocated).
+    """
+    total = (int(config["timesteps"]) + 1) * int(config["embedding_dim"]) if config["embedding"] == "learned" else 0
+    if config["arch"] == "dense":
+        return total + 2 * int(config["length"]) * int(config["channels"]) * int(config["dense_hidden"])
+    k = int(config.get("kernel_size") or default_kernel_size(config["domain"])) ** network_rank(config)
+    return total + sum(int(config["blocks"]) * k * int(w) * int(w) for w in config["widths"])
+
+
 def _build_dense(config: dict) -> keras.Model:
     """The seed's Dense denoiser with its step encoding computed inside the model.
 

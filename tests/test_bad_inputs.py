@@ -186,6 +186,9 @@ def make_models(m: Path) -> None:
     trunc = variant("trunc-weights")
     data = (base / modelstore.WEIGHTS_NAME).read_bytes()
     (trunc / modelstore.WEIGHTS_NAME).write_bytes(data[: len(data) // 2])
+    # Valid configs of enormous networks over small weights: must fail before anything is allocated.
+    variant("big-unet", widths=[4096] * 8)
+    variant("big-dense", domain="signal", arch="dense", length=10**6, dense_hidden=10**6, sample_rate=None)
     other = variant("other-net", widths=[4, 8, 16])  # a valid config that does not match the weights
     assert other.is_dir()
 
@@ -297,6 +300,10 @@ CASES: dict[str, tuple[list[str], str]] = {
                                 "trunc-weights"),
     "model weights of another network": (["denoise", "{d}/ok.png", "-o", "{o}/out.png", "--model", "{m}/other-net"],
                                          "other-net"),
+    "model config of a huge U-Net": (["denoise", "{d}/ok.png", "-o", "{o}/out.png", "--model", "{m}/big-unet"],
+                                     "big-unet"),
+    "model config of a huge dense net": (["denoise", "{d}/ok.png", "-o", "{o}/out.png", "--model", "{m}/big-dense"],
+                                         "big-dense"),
     "model of the wrong domain": (["denoise", "{d}/ok.wav", "-o", "{o}/out.wav", "--model", "{m}/gray"], "gray"),
     "model of the wrong channel count": (["denoise", "{d}/ok.png", "-o", "{o}/out.png", "--model", "{m}/rgb"],
                                          "rgb"),
