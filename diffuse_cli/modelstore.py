@@ -315,7 +315,9 @@ def load_model(model_dir: str, jit_compile: bool = False, mixed_precision: bool 
         stored, stored_bytes = _stored_arrays(weights)
     except Exception as exc:  # h5py raises many types for truncated or foreign files
         reason = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
-        raise InputError(f"{weights}: cannot read weights ({reason}); the file is corrupt") from exc
+        raise InputError(
+            f"{weights}: cannot load weights ({reason}); the file is corrupt or not a weights file"
+        ) from exc
     if stored_bytes > os.path.getsize(weights):
         raise InputError(f"{weights}: declares {stored_bytes:,} bytes of weights but the file is smaller; "
                          "it is corrupt")
