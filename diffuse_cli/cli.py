@@ -356,13 +356,11 @@ def train(
     if low_range is not None and (len(low_range) != 2 or not 0 < low_range[0] < low_range[1]):
         raise InputError(f"--low-noise-sigma {low_noise_sigma}: give LO,HI with 0 < LO < HI, e.g. 1,100")
     batch: int | str = batch_size.strip().lower()
-    if batch != "auto":
+    if batch != "auto":  # the range is checked with the other options (training._validate_options)
         try:
             batch = int(batch)
         except ValueError:
             raise InputError(f"--batch-size {batch_size}: give a positive whole number or auto") from None
-        if batch < 1:
-            raise InputError(f"--batch-size {batch_size}: give a positive whole number or auto")
     check_model_out(out)
     with native_stderr_silenced():
         import tensorflow as tf

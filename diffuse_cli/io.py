@@ -414,24 +414,22 @@ def _load_image(content: bytes | BinaryIO, head: bytes, source: str, fmt: str) -
     elif im.mode == "F":
         arr = np.asarray(im)
         bit_depth, scale = 32, 0.5
-        samples = arr.astype(np.float64) * 2.0 - 1.0
         _check_finite(arr, source)
         if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
             notes.append("float image has values outside 0..1 (kept as they are)")
+        with np.errstate(over="ignore"):
+            samples = (arr.astype(np.float64) * 2.0 - 1.0).astype(np.float32)
+        if not np.all(np.isfinite(samples)):  # a float image whose values overflow 32-bit floats once scaled
+            raise InputError(
+                f"{source}: float image values up to {float(np.max(np.abs(arr))):.3g} are too large to process; "
+                "rescale the image to 0..1 first"
+            )
     else:  # pragma: no cover - every other mode was converted above
         raise InputError(f"{source}: unsupported image mode {im.mode}; convert it to RGB or gray")
     if samples.ndim == 2:
         samples = samples[:, :, None]
     if samples.size == 0:
         raise InputError(f"{source}: image has no pixels; give a non-empty image")
-    if bit_depth == 32:
-        with np.errstate(over="ignore"):
-            samples = samples.astype(np.float32)
-        if not np.all(np.isfinite(samples)):  # a float image whose values overflow 32-bit floats once scaled
-            raise InputError(
-                f"{source}: float image values up to {float(np.max(np.abs(arr))):.3g} are too large to process; "
-                "rescale the image to 0..1 first"
-            )
     return Media(
         domain="image",
         samples=samples,
@@ -674,11 +672,9 @@ def encode_into(
             out.write(_encode_text(media, samples, fmt))
     except InputError:
         raise
-    except OSError as exc:
-        if exc.errno is not None:  # the file system (disk full, ...): the caller reports the write
-            raise
-        raise InputError(f"{label}: cannot encode as {fmt} ({_reason(exc)}); try another format") from exc
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the file system (disk full, ...): the caller
+            raise  # reports the write
         raise InputError(f"{label}: cannot encode as {fmt} ({_reason(exc)}); try another format") from exc
 
 

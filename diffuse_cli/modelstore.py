@@ -296,6 +296,11 @@ class LoadedModel:
         return np.asarray(self._encoding(tf.convert_to_tensor(steps)))
 
 
+def gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU: what every ``auto`` setting (mixed precision, XLA, batch memory) follows."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def load_model(model_dir: str, jit_compile: bool = False, mixed_precision: bool | None = None) -> LoadedModel:
     """Validate config.json, rebuild the network and load ``weights.weights.h5`` (InputError on any fault).
 
@@ -308,7 +313,7 @@ def load_model(model_dir: str, jit_compile: bool = False, mixed_precision: bool 
             f"{weights}: missing; finish training or run `diffuse train --export-only --out {model_dir}`"
         )
     if mixed_precision is None:
-        mixed_precision = bool(tf.config.list_physical_devices("GPU"))
+        mixed_precision = gpu_visible()
     # Before building: a config that describes a far larger network than the file holds (corrupt or edited)
     # would otherwise allocate it first, and a huge one would exhaust memory instead of failing cleanly.
     try:

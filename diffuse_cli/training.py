@@ -479,9 +479,7 @@ PRECISIONS = ("auto", "float32", "mixed")
 
 def use_mixed_precision(precision: str) -> bool:
     """``auto``: float16 compute where a GPU is visible (tensor cores; on CPU float16 is slower), else float32."""
-    if precision == "auto":
-        return bool(tf.config.list_physical_devices("GPU"))
-    return precision == "mixed"
+    return modelstore.gpu_visible() if precision == "auto" else precision == "mixed"
 
 
 XLA_MODES = ("auto", "on", "off")
@@ -489,9 +487,7 @@ XLA_MODES = ("auto", "on", "off")
 
 def use_xla(mode: str) -> bool:
     """``auto``: XLA where a GPU is visible. On 2 CPU cores it was measured no faster (bench/README.md)."""
-    if mode == "auto":
-        return bool(tf.config.list_physical_devices("GPU"))
-    return mode == "on"
+    return modelstore.gpu_visible() if mode == "auto" else mode == "on"
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -628,7 +624,7 @@ def forward_bytes_per_patch(model: keras.Model, config: dict) -> int:
 def available_memory() -> tuple[int, str]:
     """Free memory for training and where it was read: the least free GPU (nvidia-smi) when TensorFlow
     sees a GPU, else the host's MemAvailable, lowered to the cgroup's limit when one is set."""
-    if tf.config.list_physical_devices("GPU"):
+    if modelstore.gpu_visible():
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
                                  capture_output=True, text=True, timeout=10, check=True).stdout
@@ -672,6 +668,7 @@ class _Run:
 
     def __init__(self, config: dict, options: TrainOptions, total: int, ckpt_dir: str, chief: bool) -> None:
         self.mixed = use_mixed_precision(options.precision)
+        self.xla = use_xla(options.xla)
         self.model = networks.build_network(config, mixed_precision=self.mixed)
         self.ema_model = networks.build_network(config, mixed_precision=self.mixed)
         self.ema_model.set_weights(self.model.get_weights())
@@ -959,7 +956,7 @@ def train(options: TrainOptions, progress: ProgressFn | None = None) -> dict:
         "low_noise_sigma_model_units": list(options.low_noise_sigma or LOW_NOISE_SIGMA[source.domain]),
         "strategy": options.strategy,
         "precision": "mixed" if run.mixed else "float32",
-        "xla": use_xla(options.xla),
+        "xla": run.xla,
         "history": history,
         **options.extra,
     }
@@ -998,7 +995,7 @@ def _make_train_fn(
             scaled = optimizer.scale_loss(loss) if run.mixed else loss
         return loss, tape.gradient(scaled, model.trainable_variables)
 
-    if use_xla(options.xla):
+    if run.xla:
         gradients = tf.function(gradients, jit_compile=True)
 
     def replica_step(x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
