@@ -12,7 +12,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json  # noqa: E402
-import math  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import warnings  # noqa: E402
@@ -22,180 +21,37 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from diffuse_cli import networks  # noqa: E402
+from diffuse_cli import io, networks  # noqa: E402
+from diffuse_cli.config import (  # noqa: E402, F401  (re-exported: the model store's names)
+    CHECKPOINT_DIR,
+    CONFIG_NAME,
+    SAVED_MODEL_DIR,
+    WEIGHTS_NAME,
+    ModelConfig,
+    default_config,
+    load_config,
+)
 from diffuse_cli.errors import InputError  # noqa: E402
-from diffuse_cli.schedule import SCHEDULES, Schedule  # noqa: E402
+from diffuse_cli.schedule import Schedule  # noqa: E402
 
-FORMAT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "weights.weights.h5"
-SAVED_MODEL_DIR = "saved_model"
-CHECKPOINT_DIR = "checkpoints"
-DOMAINS = ("image", "audio", "signal")
-
-# key: (types, required). ``None`` in types means JSON null is allowed.
-_SCHEMA: dict[str, tuple[tuple, bool]] = {
-    "format_version": ((int,), True),
-    "domain": ((str,), True),
-    "channels": ((int,), True),
-    "arch": ((str,), True),
-    "widths": ((list,), False),
-    "blocks": ((int,), False),
-    "dense_hidden": ((int,), False),
-    "length": ((int, type(None)), False),
-    "embedding": ((str,), False),
-    "embedding_dim": ((int,), False),
-    "activation_noise": ((int, float), False),
-    "kernel_size": ((int, type(None)), False),
-    "schedule": ((str,), False),
-    "timesteps": ((int,), False),
-    "patch_size": ((int, type(None)), False),
-    "sample_rate": ((int, type(None)), False),
-    "training": ((dict,), False),
-}
+validate_config = ModelConfig.from_dict  # (raw dict, source) -> ModelConfig
 
 
-def default_config(domain: str, channels: int, **overrides) -> dict:
-    """A complete config for ``domain`` with ``channels``; keyword overrides replace any key."""
-    cfg = {
-        "format_version": FORMAT_VERSION,
-        "domain": domain,
-        "channels": int(channels),
-        "arch": "unet",
-        "widths": [32, 64, 128],
-        "blocks": 1,
-        "dense_hidden": 128,
-        "length": None,
-        "embedding": "sinusoidal",
-        "embedding_dim": 64,
-        "activation_noise": 0.0,
-        "kernel_size": None,
-        "schedule": "linear",
-        "timesteps": 1000,
-        "patch_size": 64 if domain == "image" else 1024,
-        "sample_rate": None,
-        "training": {},
-    }
-    cfg.update(overrides)
-    if "widths" in overrides:
-        cfg["widths"] = [int(w) for w in overrides["widths"]]
-    return cfg
-
-
-def validate_config(cfg: dict, source: str) -> dict:
-    """Check types, ranges and names; fill defaults for optional keys. Returns a new, complete dict.
-
-    Any problem raises InputError naming ``source`` (the config file) and the offending key.
-    """
-
-    def bad(key: str, problem: str) -> InputError:
-        return InputError(f"{source}: '{key}' {problem}; fix the config or retrain the model")
-
-    if not isinstance(cfg, dict):
-        raise InputError(f"{source}: config must be a JSON object; retrain or re-export the model")
-    for key, (types, required) in _SCHEMA.items():
-        if key not in cfg:
-            if required:
-                raise bad(key, "is missing")
-            continue
-        value = cfg[key]
-        # bool is an int subclass in Python; never accept it where a number is meant.
-        if isinstance(value, bool) or not isinstance(value, types):
-            names = "/".join("null" if t is type(None) else t.__name__ for t in types)
-            raise bad(key, f"must be {names}, got {type(value).__name__}")
-    if cfg["format_version"] != FORMAT_VERSION:
-        raise InputError(
-            f"{source}: format_version {cfg['format_version']} is not supported (this diffuse reads "
-            f"{FORMAT_VERSION}); retrain the model or upgrade diffuse"
-        )
-    domain = cfg["domain"]
-    if domain not in DOMAINS:
-        raise bad("domain", f"is {domain!r}; use one of {', '.join(DOMAINS)}")
-    out = default_config(domain, cfg["channels"])
-    out.update({k: v for k, v in cfg.items() if k in _SCHEMA})
-    unknown = sorted(set(cfg) - set(_SCHEMA))
-    if unknown:
-        raise bad(unknown[0], "is not a known key")
-
-    if not 1 <= out["channels"] <= 4:
-        raise bad("channels", f"is {out['channels']}; must be 1..4")
-    if out["arch"] not in networks.ARCHS:
-        raise bad("arch", f"is {out['arch']!r}; use one of {', '.join(networks.ARCHS)}")
-    if out["embedding"] not in networks.EMBEDDINGS:
-        raise bad("embedding", f"is {out['embedding']!r}; use one of {', '.join(networks.EMBEDDINGS)}")
-    if out["schedule"] not in SCHEDULES:
-        raise bad("schedule", f"is {out['schedule']!r}; use one of {', '.join(SCHEDULES)}")
-    if not 2 <= out["timesteps"] <= 100_000:
-        raise bad("timesteps", "must be 2..100000")
-    if not 1 <= out["embedding_dim"] <= 4096:
-        raise bad("embedding_dim", "must be 1..4096")
-    noise = float(out["activation_noise"])
-    if not (math.isfinite(noise) and 0.0 <= noise <= 10.0):
-        raise bad("activation_noise", "must be a number in [0, 10]")
-    out["activation_noise"] = noise
-    if out["kernel_size"] is not None and not 1 <= out["kernel_size"] <= 63:
-        raise bad("kernel_size", "must be 1..63 or null")
-    if out["sample_rate"] is not None and out["sample_rate"] <= 0:
-        raise bad("sample_rate", "must be positive or null")
-    if out["patch_size"] is not None and out["patch_size"] < 1:
-        raise bad("patch_size", "must be positive or null")
-    if out["arch"] == "unet":
-        widths = out["widths"]
-        if not widths or len(widths) > 8 or not all(
-            isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in widths
-        ):
-            raise bad("widths", "must be a list of 1..8 integers in 1..4096")
-        if not 1 <= out["blocks"] <= 16:
-            raise bad("blocks", "must be 1..16")
-    else:
-        if domain == "image":
-            raise bad("arch", "'dense' is for fixed-length 1D signals, not images; use 'unet'")
-        if out["length"] is None or not 1 <= out["length"] <= 1_000_000:
-            raise bad("length", "must be a positive integer for arch 'dense'")
-        if not 1 <= out["dense_hidden"] <= 1_000_000:
-            raise bad("dense_hidden", "must be 1..1000000")
-    return out
-
-
-def load_config(model_dir: str) -> dict:
-    """Read and validate ``model_dir/config.json``; InputError when the directory or file is unusable."""
-    if not os.path.isdir(model_dir):
-        raise InputError(f"{model_dir}: model directory not found; pass a folder made by `diffuse train`")
-    path = os.path.join(model_dir, CONFIG_NAME)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: missing; this is not a model directory (train one with `diffuse train`)")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            cfg = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: unreadable config ({exc.__class__.__name__}); retrain or re-export") from None
-    return validate_config(cfg, path)
-
-
-def write_config(model_dir: str, config: dict) -> None:
+def write_config(model_dir: str, config: ModelConfig) -> None:
     """Atomically write ``config.json`` (temp file + rename)."""
     os.makedirs(model_dir, exist_ok=True)
-    _atomic_write(os.path.join(model_dir, CONFIG_NAME), (json.dumps(config, indent=2) + "\n").encode())
+    data = (json.dumps(config.to_dict(), indent=2) + "\n").encode()
+    io.atomic_write_bytes(os.path.join(model_dir, CONFIG_NAME), data, force=True)
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_model(model_dir: str, config: dict, model: keras.Model) -> None:
+def save_model(model_dir: str, config: ModelConfig, model: keras.Model) -> None:
     """Write config.json and weights.weights.h5 atomically, then the SavedModel export.
 
-    ``model`` holds the weights inference should use (training passes the EMA copy).
+    ``model`` holds the weights inference should use (training passes the EMA copy). The config is
+    validated again as it will be read back, so a model directory is never written with a bad one.
     """
-    config = validate_config(config, os.path.join(model_dir, CONFIG_NAME))
+    raw = config if isinstance(config, dict) else config.to_dict()  # dict: transitional callers
+    config = validate_config(raw, os.path.join(model_dir, CONFIG_NAME))
     os.makedirs(model_dir, exist_ok=True)
     tmp_weights = os.path.join(model_dir, ".tmp-weights.weights.h5")
     model.save_weights(tmp_weights, overwrite=True)
@@ -204,15 +60,11 @@ def save_model(model_dir: str, config: dict, model: keras.Model) -> None:
     export_saved_model(model, config, os.path.join(model_dir, SAVED_MODEL_DIR))
 
 
-def _signature(config: dict) -> list[tf.TensorSpec]:
+def _signature(config: ModelConfig) -> list[tf.TensorSpec]:
     """Serving input specs: ``x_t`` (None, *spatial, C) with None spatial dims (dense: fixed length)."""
-    channels = int(config["channels"])
-    if config["arch"] == "dense":
-        spatial: tuple = (int(config["length"]),)
-    else:
-        spatial = (None,) * networks.network_rank(config)
+    spatial = (config.length,) if config.arch == "dense" else (None,) * config.rank
     return [
-        tf.TensorSpec((None, *spatial, channels), tf.float32, name="x_t"),
+        tf.TensorSpec((None, *spatial, config.channels), tf.float32, name="x_t"),
         tf.TensorSpec((None,), tf.float32, name="t"),
     ]
 
@@ -220,7 +72,7 @@ def _signature(config: dict) -> list[tf.TensorSpec]:
 class _Serving(tf.Module):
     """What the SavedModel holds: the network's variables and one ``serve(x_t, t) -> {eps}`` function."""
 
-    def __init__(self, model: keras.Model, config: dict) -> None:
+    def __init__(self, model: keras.Model, config: ModelConfig) -> None:
         super().__init__(name="diffuse_denoiser")
         self.model = model
         # Track the tf.Variables explicitly so the export never depends on Keras' own tracking.
@@ -231,7 +83,7 @@ class _Serving(tf.Module):
         return {"eps": self.model([x_t, t], training=False)}
 
 
-def export_saved_model(model: keras.Model, config: dict, path: str) -> None:
+def export_saved_model(model: keras.Model, config: ModelConfig, path: str) -> None:
     """``tf.saved_model.save`` with a ``serving_default`` signature (x_t, t) -> {"eps": ...}.
 
     Written to a temporary sibling folder and swapped in, so a failed export never leaves half a model.
@@ -255,23 +107,21 @@ class LoadedModel:
     ``eps`` is one ``tf.function`` whose input signature leaves the batch and spatial dims None, so
     tiles and chunks of any size and any number reuse a single trace: a folder of differently sized
     files traces once per model (``trace_count`` counts traces, for the tests). On CPU a new shape
-    costs nothing extra in graph mode (measured: first call at a new tile size within 10-30 ms of the
-    second), which is why denoise picks tile sizes for the least padded area instead of padding them
-    to a few fixed shapes.
+    costs little in graph mode, which is why denoise picks tile sizes for the least padded area instead
+    of padding them to a few fixed shapes (bench/README.md has the measurements).
 
     ``jit_compile=True`` compiles with XLA instead; off by default: on CPU it was no faster than the
-    graph (within 5 %, one-step 512x512 image and 16384-sample audio chunks, bench/README.md) and XLA
-    compiles once per distinct input shape (10-20 s each on 2 cores).
+    graph, and XLA compiles once per distinct input shape.
     """
 
-    def __init__(self, config: dict, model: keras.Model, jit_compile: bool = False) -> None:
+    def __init__(self, config: ModelConfig, model: keras.Model, jit_compile: bool = False) -> None:
         self.config = config
         self.model = model
-        self.schedule = Schedule.create(config["schedule"], config["timesteps"])
-        self.domain = config["domain"]
-        self.channels = int(config["channels"])
-        self.rank = networks.network_rank(config)
-        self.size_multiple = networks.size_multiple(config)
+        self.schedule = Schedule.create(config.schedule, config.timesteps)
+        self.domain = config.domain
+        self.channels = config.channels
+        self.rank = config.rank
+        self.size_multiple = config.size_multiple
         self.trace_count = 0
         self.jit_compile = bool(jit_compile)
         if self.jit_compile:  # XLA needs static shapes: it retraces (and compiles) per input shape
@@ -326,7 +176,7 @@ def load_model(model_dir: str, jit_compile: bool = False, mixed_precision: bool 
     if stored_bytes > os.path.getsize(weights):
         raise InputError(f"{weights}: declares {stored_bytes:,} bytes of weights but the file is smaller; "
                          "it is corrupt")
-    least = networks.parameter_lower_bound(config)
+    least = config.parameter_lower_bound
     if 4 * least > stored_bytes:
         raise InputError(f"{weights}: config.json describes at least {least:,} weights, the file holds "
                          f"{stored_bytes // 4:,}; the file does not match config.json")

@@ -17,10 +17,8 @@ from keras import layers, ops  # noqa: E402
 from keras.layers import Concatenate, Dense, Flatten, Input, Reshape  # noqa: E402
 from keras.models import Model  # noqa: E402
 
+from diffuse_cli.config import ARCHS, EMBEDDINGS, ModelConfig  # noqa: E402, F401
 from diffuse_cli.encoding import angle_rates, sinusoidal_step_encoding  # noqa: E402
-
-ARCHS = ("unet", "dense")
-EMBEDDINGS = ("sinusoidal", "learned")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,35 +190,26 @@ class GroupNormalization(layers.GroupNormalization):
         return ops.cast(y, inputs.dtype)
 
 
-def step_encoding_layer(config: dict) -> layers.Layer:
+def step_encoding_layer(config: ModelConfig) -> layers.Layer:
     """The configured encoding layer, always named ``step_encoding`` (LoadedModel looks it up by name)."""
-    if config["embedding"] == "learned":
-        return LearnedStepEncoding(config["timesteps"], config["embedding_dim"], name="step_encoding",
-                                   dtype="float32")
-    return SinusoidalStepEncoding(config["embedding_dim"], name="step_encoding", dtype="float32")
+    if config.embedding == "learned":
+        return LearnedStepEncoding(config.timesteps, config.embedding_dim, name="step_encoding", dtype="float32")
+    return SinusoidalStepEncoding(config.embedding_dim, name="step_encoding", dtype="float32")
 
 
 # --------------------------------------------------------------------------------------------------
 # Builders
 # --------------------------------------------------------------------------------------------------
-def size_multiple(config: dict) -> int:
-    """Spatial sizes the network accepts are multiples of this: ``2 ** (len(widths) - 1)``; dense: length."""
-    if config["arch"] == "dense":
-        return int(config["length"])
-    return 2 ** (len(config["widths"]) - 1)
+# Transitional: callers not yet converted to the ModelConfig properties.
+def size_multiple(config: ModelConfig) -> int:
+    return config.size_multiple
 
 
-def network_rank(config: dict) -> int:
-    """2 for images, 1 for audio and signals."""
-    return 2 if config["domain"] == "image" else 1
+def network_rank(config: ModelConfig) -> int:
+    return config.rank
 
 
-def default_kernel_size(domain: str) -> int:
-    """3x3 for images; 1D uses a longer kernel (7) so a few levels see a few hundred samples of audio."""
-    return 3 if domain == "image" else 7
-
-
-def build_network(config: dict, mixed_precision: bool = False) -> keras.Model:
+def build_network(config: ModelConfig, mixed_precision: bool = False) -> keras.Model:
     """Build the network a (validated) model config describes; inputs ``x_t``, ``t``, output ``eps``.
 
     ``mixed_precision``: Keras' ``mixed_float16`` policy (float16 compute, float32 variables, so the same
@@ -228,45 +217,31 @@ def build_network(config: dict, mixed_precision: bool = False) -> keras.Model:
     stay float32: angles up to T = 1000 rad and the predicted noise need float32's precision.
     """
     builders = {"dense": _build_dense, "unet": _build_unet}
-    if config["arch"] not in builders:
-        raise ValueError(f"unknown arch {config['arch']!r}")
+    if config.arch not in builders:
+        raise ValueError(f"unknown arch {config.arch!r}")
     previous = keras.config.dtype_policy()
     if mixed_precision:  # layers read the global policy when created; restored at once
         keras.config.set_dtype_policy("mixed_float16")
     try:
-        return builders[config["arch"]](config)
+        return builders[config.arch](config)
     finally:
         keras.config.set_dtype_policy(previous)
 
 
-def parameter_lower_bound(config: dict) -> int:
-    """Weights the network of ``config`` has at the least, from its largest layers alone (no building).
-
-    Dense: the two big matrices ``(L*C) x H`` and ``H x (L*C)``. U-Net: the second convolution of every
-    encoder block, ``k^rank * w * w`` per block. Plus a learned step table, ``(T + 1) * dim``. A weights file
-    holding less than this cannot belong to the config (checked before anything is allocated).
-    """
-    total = (int(config["timesteps"]) + 1) * int(config["embedding_dim"]) if config["embedding"] == "learned" else 0
-    if config["arch"] == "dense":
-        return total + 2 * int(config["length"]) * int(config["channels"]) * int(config["dense_hidden"])
-    k = int(config.get("kernel_size") or default_kernel_size(config["domain"])) ** network_rank(config)
-    return total + sum(int(config["blocks"]) * k * int(w) * int(w) for w in config["widths"])
-
-
-def _build_dense(config: dict) -> keras.Model:
+def _build_dense(config: ModelConfig) -> keras.Model:
     """The seed's Dense denoiser with its step encoding computed inside the model.
 
     ``eps = Reshape(Dense_n(relu(Dense_h([flatten(x_t), enc(t)]))))`` for fixed-length 1D signals.
     """
-    length, channels = int(config["length"]), int(config["channels"])
+    length, channels = int(config.length or 0), config.channels
     x_in = Input(shape=(length, channels), name="x_t")
     t_in = Input(shape=(), name="t")
     enc = step_encoding_layer(config)(t_in)
     x = Flatten(name="flatten")(x_in)
     x = Concatenate(name="concat_step")([x, enc])
-    x = Dense(int(config["dense_hidden"]), activation="relu", name="hidden")(x)
-    if config.get("activation_noise", 0.0) > 0:
-        x = layers.GaussianNoise(config["activation_noise"], name="hidden_noise")(x)
+    x = Dense(config.dense_hidden, activation="relu", name="hidden")(x)
+    if config.activation_noise > 0:
+        x = layers.GaussianNoise(config.activation_noise, name="hidden_noise")(x)
     x = Dense(length * channels, activation="linear", name="out", dtype="float32")(x)
     eps = Reshape((length, channels), name="eps", dtype="float32")(x)
     return Model([x_in, t_in], eps, name="dense_denoiser")
@@ -283,10 +258,10 @@ def _groups(channels: int) -> int:
 class _UNetBuilder:
     """Functional-API helpers shared by the 1D and 2D U-Net (only the layer classes depend on rank)."""
 
-    def __init__(self, config: dict) -> None:
-        self.rank = network_rank(config)
-        self.kernel = int(config.get("kernel_size") or default_kernel_size(config["domain"]))
-        self.noise = float(config.get("activation_noise", 0.0))
+    def __init__(self, config: ModelConfig) -> None:
+        self.rank = config.rank
+        self.kernel = config.kernel
+        self.noise = config.activation_noise
         self.conv_cls = layers.Conv2D if self.rank == 2 else layers.Conv1D
         self.up_cls = layers.UpSampling2D if self.rank == 2 else layers.UpSampling1D
         self.count = 0
@@ -325,7 +300,7 @@ class _UNetBuilder:
         return layers.Add(name=self.name("res"))([skip, h])
 
 
-def _build_unet(config: dict) -> keras.Model:
+def _build_unet(config: ModelConfig) -> keras.Model:
     """Conditioned residual U-Net, rank 1 or 2.
 
     ``temb = silu(W2 silu(W1 enc(t)))``; encoder levels of ``blocks`` residual blocks (GroupNorm, SiLU,
@@ -334,9 +309,7 @@ def _build_unet(config: dict) -> keras.Model:
     (so the untrained network predicts eps = 0 and the loss starts at exactly E[eps^2] = 1).
     """
     b = _UNetBuilder(config)
-    widths = [int(w) for w in config["widths"]]
-    blocks = int(config["blocks"])
-    channels = int(config["channels"])
+    widths, blocks, channels = list(config.widths), config.blocks, config.channels
     spatial = (None,) * b.rank
     x_in = Input(shape=spatial + (channels,), name="x_t")
     t_in = Input(shape=(), name="t")

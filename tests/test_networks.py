@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
 from diffuse_cli import modelstore, networks
+from diffuse_cli.config import ModelConfig, default_config
 from diffuse_cli.encoding import sinusoidal_step_encoding
 from diffuse_cli.errors import InputError
 
-keras = pytest.importorskip("keras")
 
-
-def cfg(domain="image", channels=1, **kw) -> dict:
-    base = modelstore.default_config(domain, channels, widths=[8, 16], embedding_dim=16)
-    base.update(kw)
-    return modelstore.validate_config(base, "test")
+def cfg(domain="image", channels=1, **kw) -> ModelConfig:
+    return default_config(domain, channels, **{"widths": [8, 16], "embedding_dim": 16, **kw})
 
 
 def randomize(model, seed=0, scale=0.2) -> None:
@@ -40,8 +38,8 @@ def test_unet2d_output_shape_equals_input(channels, hw):
 @pytest.mark.parametrize("n", [16, 64, 250, 1024])
 def test_unet1d_output_shape_equals_input(n):
     model = networks.build_network(cfg("audio", 1, widths=[8, 16, 16]))
-    assert networks.size_multiple(model_cfg := cfg("audio", 1, widths=[8, 16, 16])) == 4
-    n = n - n % networks.size_multiple(model_cfg)
+    assert (model_cfg := cfg("audio", 1, widths=[8, 16, 16])).size_multiple == 4
+    n = n - n % model_cfg.size_multiple
     randomize(model)
     x = np.random.default_rng(1).normal(size=(3, n, 1)).astype(np.float32)
     y = np.asarray(model([x, np.array([0.0, 10.0, 999.0], np.float32)]))
@@ -51,7 +49,7 @@ def test_unet1d_output_shape_equals_input(n):
 def test_unet_deeper_and_wider_config():
     c = cfg("image", 3, widths=[8, 16, 32], blocks=2, kernel_size=3)
     model = networks.build_network(c)
-    assert networks.size_multiple(c) == 4
+    assert c.size_multiple == 4
     x = np.zeros((1, 24, 20, 3), np.float32)
     assert model([x, np.array([5.0], np.float32)]).shape == x.shape
 
@@ -61,7 +59,7 @@ def test_dense_model_shape_and_seed_builders():
     model = networks.build_network(c)
     x = np.random.default_rng(0).normal(size=(4, 100, 1)).astype(np.float32)
     assert model([x, np.arange(4, dtype=np.float32)]).shape == x.shape
-    assert networks.size_multiple(c) == 100
+    assert c.size_multiple == 100
     assert model.get_layer("hidden").units == 128
     seed_net = networks.build_denoising_network((100,))
     assert seed_net.output_shape == (None, 100)
@@ -173,13 +171,13 @@ def test_sinusoidal_model_step_encodings(tmp_path):
     ],
 )
 def test_validate_config_rejects(change, words):
-    bad = {**modelstore.default_config("image", 1), **change}
+    bad = {**default_config("image", 1).to_dict(), **change}
     with pytest.raises(InputError, match=words):
         modelstore.validate_config(bad, "model/config.json")
 
 
 def test_validate_config_missing_key():
-    c = modelstore.default_config("audio", 1)
+    c = default_config("audio", 1).to_dict()
     del c["domain"]
     with pytest.raises(InputError, match="domain"):
         modelstore.validate_config(c, "x")
@@ -194,7 +192,7 @@ def test_load_model_bad_directories(tmp_path):
     with pytest.raises(InputError, match="unreadable"):
         modelstore.load_model(str(tmp_path))
     c = cfg("image", 1)
-    (tmp_path / "config.json").write_text(json.dumps(c))
+    (tmp_path / "config.json").write_text(json.dumps(c.to_dict()))
     with pytest.raises(InputError, match="missing"):
         modelstore.load_model(str(tmp_path))
     (tmp_path / "weights.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n garbage")
@@ -205,7 +203,7 @@ def test_load_model_bad_directories(tmp_path):
 def test_load_model_weights_of_another_architecture(tmp_path):
     small = cfg("image", 1)
     modelstore.save_model(str(tmp_path), small, networks.build_network(small))
-    bigger = {**small, "widths": [16, 32]}
+    bigger = {**small.to_dict(), "widths": [16, 32]}
     (tmp_path / "config.json").write_text(json.dumps(bigger))
     with pytest.raises(InputError, match="does not match"):
         modelstore.load_model(str(tmp_path))
