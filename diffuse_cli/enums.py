@@ -18,6 +18,14 @@ class Method(str, Enum):
     ddpm = "ddpm"
 
 
+class NoiseKind(str, Enum):
+    """What noise ``denoise`` removes: Gaussian, salt-and-pepper (impulses filled first), or detect which."""
+
+    gaussian = "gaussian"
+    salt_pepper = "salt-pepper"
+    auto = "auto"
+
+
 class Arch(str, Enum):
     unet = "unet"
     dense = "dense"
