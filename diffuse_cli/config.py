@@ -79,6 +79,8 @@ class ModelConfig:
 
         Any problem raises InputError naming ``source`` (the config file) and the offending key.
         """
+        if isinstance(cfg, ModelConfig):  # revalidating a built config (e.g. before saving)
+            cfg = cfg.to_dict()
         _check_types(cfg, source)
         assert isinstance(cfg, dict)
         values = {k: v for k, v in cfg.items() if k in _SCHEMA}

@@ -44,6 +44,10 @@ def write_config(model_dir: str, config: ModelConfig) -> None:
     io.atomic_write_bytes(os.path.join(model_dir, CONFIG_NAME), data, force=True)
 
 
+def _atomic_write(path: str, data: bytes) -> None:  # transitional: training's run-config writer
+    io.atomic_write_bytes(path, data, force=True)
+
+
 def save_model(model_dir: str, config: ModelConfig, model: keras.Model) -> None:
     """Write config.json and weights.weights.h5 atomically, then the SavedModel export.
 
