@@ -14,19 +14,24 @@ from dataclasses import dataclass
 import numpy as np
 
 SCHEDULES = ("linear", "cosine")
+MAX_BETA = 0.999  # as in improved-diffusion: 1 - beta stays > 0, so alpha_bar stays positive and decreasing
 
 
-def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
-    """Linear betas (Ho et al. 2020): ``beta_t = beta_start + (beta_end - beta_start) * (t-1)/(T-1)``.
+def linear_betas(
+    timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02, max_beta: float = MAX_BETA
+) -> np.ndarray:
+    """Linear betas (Ho et al. 2020): ``beta_t = min(s * (beta_start + (beta_end - beta_start) * (t-1)/(T-1)),
+    max_beta)`` with ``s = 1000 / T``.
 
-    The start/end are given for T = 1000 and rescaled by ``1000 / T`` so that other
-    lengths span the same range of noise levels.
+    The start/end are given for T = 1000 and rescaled by ``1000 / T`` so that other lengths span the
+    same range of noise levels; below about 20 steps the rescaled end passes 1 (T = 10: 2.0), hence
+    the cap. For T = 1000 no beta reaches the cap, so the betas are exactly ``linspace(1e-4, 0.02, T)``.
     """
     scale = 1000.0 / timesteps
-    return np.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=np.float64)
+    return np.minimum(np.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=np.float64), max_beta)
 
 
-def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = MAX_BETA) -> np.ndarray:
     """Cosine betas (Nichol & Dhariwal 2021).
 
     ``alpha_bar(t) = f(t) / f(0)``, ``f(t) = cos(((t/T + s) / (1 + s)) * pi/2)^2``,
@@ -42,12 +47,23 @@ def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> n
 
 
 def make_betas(kind: str, timesteps: int) -> np.ndarray:
-    """Betas for a named schedule (``linear`` or ``cosine``)."""
+    """Betas for a named schedule (``linear`` or ``cosine``), checked by :func:`check_betas`."""
     if kind == "linear":
-        return linear_betas(timesteps)
+        return check_betas(linear_betas(timesteps))
     if kind == "cosine":
-        return cosine_betas(timesteps)
+        return check_betas(cosine_betas(timesteps))
     raise ValueError(f"unknown schedule {kind!r}; use one of {', '.join(SCHEDULES)}")
+
+
+def check_betas(betas: np.ndarray) -> np.ndarray:
+    """``betas`` itself when every ``0 < beta_t <= MAX_BETA``; a ValueError otherwise (a beta of 1 or more
+    would make alpha_bar zero or negative: the "noisiest" steps would not be noise)."""
+    betas = np.asarray(betas, dtype=np.float64)
+    bad = ~((betas > 0) & (betas <= MAX_BETA))
+    if np.any(bad):
+        index = int(np.argmax(bad))
+        raise ValueError(f"beta_{index + 1} = {betas[index]!r} is outside (0, {MAX_BETA}]")
+    return betas
 
 
 def alpha_bars(betas: np.ndarray) -> np.ndarray:

@@ -99,3 +99,34 @@ def test_ddpm_step_posterior_matches_paper_for_single_step():
 def test_unknown_schedule_rejected():
     with pytest.raises(ValueError):
         S.Schedule.create("quadratic", 100)
+
+
+def test_linear_betas_for_1000_steps_are_unchanged_bit_for_bit():
+    """The bundled models were trained on these betas: the clipping must not move a single bit."""
+    expected = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)
+    assert S.linear_betas(1000).tobytes() == expected.tobytes()
+    assert S.Schedule.create("linear", 1000).betas.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("timesteps", [2, 5, 10, 20])
+def test_short_linear_schedules_keep_betas_below_one(timesteps):
+    """Rescaled by 1000 / T, a short linear schedule would reach beta 2.0 at T = 10: clipped at 0.999."""
+    betas = S.Schedule.create("linear", timesteps).betas
+    assert np.all(betas > 0) and np.all(betas <= 0.999)
+    ab = S.alpha_bars(betas)
+    assert np.all(np.diff(ab) < 0) and np.all(ab > 0)
+
+
+def test_last_step_of_a_short_linear_schedule_is_almost_pure_noise():
+    sch = S.Schedule.create("linear", 10)
+    # Independently: rescaled linear betas 0.01 .. 2.0, each capped at 0.999, multiplied up to step 9.
+    betas = [min(0.01 + (2.0 - 0.01) * k / 9, 0.999) for k in range(10)]
+    assert sch.alpha_bar[9] == pytest.approx(math.prod(1 - b for b in betas[:9]), rel=1e-9)
+    assert sch.alpha_bar[9] < 1e-6 and sch.alpha_bar[10] < 1e-6
+
+
+def test_make_betas_rejects_betas_outside_the_open_unit_interval():
+    with pytest.raises(ValueError, match="beta"):
+        S.check_betas(np.array([0.1, 1.5]))
+    with pytest.raises(ValueError, match="beta"):
+        S.check_betas(np.array([0.0, 0.5]))
