@@ -199,6 +199,9 @@ def encode_steps(
     else:
         if not 1 <= dim <= 8192:
             raise InputError(f"--dim {dim}: must be between 1 and 8192")
+        if len(t) * dim > encoding.MAX_VALUES:  # checked before the table is allocated
+            raise InputError(f"--dim {dim}: {len(t)} steps x {dim} dims is more than {encoding.MAX_VALUES} values; "
+                             "give fewer --steps or a smaller --dim")
         values = encoding.sinusoidal_step_encoding(t, dim)
         source = "sinusoidal"
     if output is None:

@@ -7,6 +7,8 @@ table) live in :mod:`diffuse_cli.networks`; this module stays numpy-only so that
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -31,10 +33,21 @@ def sinusoidal_step_encoding(t: np.ndarray | float, d_model: int) -> np.ndarray:
     return angle_rads
 
 
+MAX_STEPS = 100_000  # rows of one encode-steps table
+MAX_VALUES = 1 << 24  # steps x dimensions of one table (128 MiB of float64)
+
+
+def range_count(start: float, stop: float, step: float) -> int:
+    """Number of values in ``START:STOP:STEP`` (STOP excluded), as ``np.arange`` makes them:
+    ``ceil((stop - start) / step)``, computed without building the range."""
+    return max(0, math.ceil((stop - start) / step))
+
+
 def parse_steps(text: str) -> np.ndarray:
     """Parse ``--steps``: a comma list (``0,5,10.5``) or a range ``START:STOP[:STEP]`` (STOP excluded).
 
-    Raises ValueError with a one-line reason on anything else.
+    At most ``MAX_STEPS`` values; a range is counted before anything is allocated. Raises ValueError with
+    a one-line reason (and the fix) on anything else.
     """
     text = text.strip()
     if not text:
@@ -45,8 +58,13 @@ def parse_steps(text: str) -> np.ndarray:
             raise ValueError(f"bad range {text!r}; use START:STOP[:STEP]")
         start, stop = float(parts[0]), float(parts[1])
         step = float(parts[2]) if len(parts) == 3 else 1.0
+        if not all(math.isfinite(v) for v in (start, stop, step)):
+            raise ValueError(f"bad range {text!r}; START, STOP and STEP must be finite numbers")
         if step <= 0 or stop <= start:
             raise ValueError(f"bad range {text!r}; need STOP > START and STEP > 0")
+        count = range_count(start, stop, step)
+        if count > MAX_STEPS:
+            raise ValueError(f"too many steps ({count}); at most {MAX_STEPS}: use a larger STEP or a shorter range")
         values = np.arange(start, stop, step, dtype=np.float64)
     else:
         values = np.array([float(v) for v in text.split(",") if v.strip() != ""], dtype=np.float64)
@@ -54,6 +72,6 @@ def parse_steps(text: str) -> np.ndarray:
         raise ValueError(f"bad step list {text!r}")
     if np.any(values < 0):
         raise ValueError(f"steps must be >= 0, got {text!r}")
-    if values.size > 100_000:
-        raise ValueError(f"too many steps ({values.size}); at most 100000")
+    if values.size > MAX_STEPS:
+        raise ValueError(f"too many steps ({values.size}); at most {MAX_STEPS}: give fewer steps")
     return values

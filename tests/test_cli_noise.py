@@ -4,6 +4,7 @@ checked independently of the package (Pillow, soundfile, numpy here)."""
 from __future__ import annotations
 
 import io as pyio
+import json
 import math
 import subprocess
 import sys
@@ -173,3 +174,31 @@ def test_time_column_of_a_csv_is_left_alone(tmp_path):
     np.testing.assert_array_equal(data[:, 0], t)
     assert 0.08 < np.std(data[:, 1] - v) < 0.12
     assert out.read_text().splitlines()[0] == "time,value"
+
+
+def test_last_diffusion_step_of_a_short_schedule_is_almost_pure_noise(tmp_path):
+    """T = 10 linear: the rescaled betas reach 2.0 unless capped; step 9 must be noise, not the signal."""
+    x0 = 0.5 * np.sin(np.linspace(0, 40 * np.pi, 20_000))
+    src, out = tmp_path / "x0.wav", tmp_path / "xt.wav"
+    sf.write(src, x0, 8000, subtype="DOUBLE")
+    r = diffuse("noise", src, "-o", out, "--kind", "diffusion", "--step", "9", "--timesteps", "10", "--seed", "1",
+                "--json")
+    assert r.returncode == 0, r.stderr
+    xt, _ = sf.read(out)
+    report = json.loads(r.stdout)
+    assert report["alpha_bar"] < 1e-6
+    # Independently: the correlation with the clean signal is what sqrt(alpha_bar) allows, i.e. none.
+    assert abs(np.corrcoef(xt, x0)[0, 1]) < 0.05
+    assert 10 * math.log10(np.sum(x0**2) / np.sum((xt - x0) ** 2)) < -3
+    assert abs(np.std(xt) - 1.0) < 0.05
+
+
+@pytest.mark.parametrize(("args", "option"), [(["--steps", "0:1e12"], "--steps"),
+                                              (["--steps", "0:100000", "--dim", "8192"], "--dim")])
+def test_encode_steps_refuses_huge_tables_before_allocating(args, option):
+    r = diffuse("encode-steps", *args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"diffuse: error: {option}"), r.stderr
+    assert "too many" in lines[0] or "more than" in lines[0]
+    assert "MemoryError" not in r.stderr and r.stdout == ""

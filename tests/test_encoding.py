@@ -35,3 +35,22 @@ def test_parse_steps():
     for bad in ["", "a,b", "5:1", "0:10:0", "-1,2", "1:2:3:4", "nan"]:
         with pytest.raises(ValueError):
             parse_steps(bad)
+
+
+def test_parse_steps_refuses_a_huge_range_before_allocating(monkeypatch):
+    """0:1e12 would allocate 8 TB: the count is computed arithmetically and refused first."""
+    calls = []
+    real_arange = np.arange
+    monkeypatch.setattr(np, "arange", lambda *a, **k: calls.append(a) or real_arange(*a, **k))
+    with pytest.raises(ValueError, match=r"too many steps \(1000000000000\).*STEP"):
+        parse_steps("0:1e12")
+    with pytest.raises(ValueError, match="too many steps"):
+        parse_steps("0:1:1e-9")
+    assert calls == []
+    assert len(parse_steps("0:100000")) == 100_000
+
+
+@pytest.mark.parametrize("bad", ["0:inf", "nan:5", "0:10:nan", "-inf:0"])
+def test_parse_steps_refuses_non_finite_range_ends(bad):
+    with pytest.raises(ValueError):
+        parse_steps(bad)
