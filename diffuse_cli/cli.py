@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,7 @@ import typer
 from rich.console import Console
 
 from diffuse_cli import __version__
+from diffuse_cli.enums import Method, NoiseKind
 from diffuse_cli.errors import InputError, Interrupted
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -115,7 +117,12 @@ def noise(
     sigma: Annotated[
         float | None, typer.Option(help="Gaussian std in the file's units (0-255 for 8-bit images).")
     ] = None,
-    snr: Annotated[float | None, typer.Option(help="Gaussian noise for this target SNR in dB.")] = None,
+    snr: Annotated[
+        float | None,
+        typer.Option(help="Gaussian noise for this target SNR in dB. Signals (CSV/TXT/NPY): signal power "
+                     "around its mean (a DC level is not signal), time/index columns excluded; audio: mean "
+                     "square. The reported SNR is measured the same way."),
+    ] = None,
     amount: Annotated[float, typer.Option(help="Salt-and-pepper: fraction of pixels/samples hit.")] = 0.05,
     salt_ratio: Annotated[float, typer.Option(help="Salt-and-pepper: fraction of hits set to the maximum.")] = 0.5,
     step: Annotated[float | None, typer.Option(help="Diffusion: step t of q(x_t|x_0) (real values allowed).")] = None,
@@ -129,7 +136,7 @@ def noise(
     quiet: QuietOpt = False,
 ) -> None:
     """Add Gaussian, salt-and-pepper or forward-diffusion noise to a file, reproducibly with --seed."""
-    from diffuse_cli import io
+    from diffuse_cli import io, metrics
     from diffuse_cli.noise import NoiseOptions, noise_media, validate_options
 
     opts = NoiseOptions(kind=kind, sigma=sigma, snr=snr, amount=amount, salt_ratio=salt_ratio, step=step,
@@ -148,7 +155,7 @@ def noise(
         info(f"{output}: {kind} noise, SNR {report['snr_db']:.2f} dB against the input", quiet)
     show_notes(input, notes, quiet)
     if json_out:
-        emit_json(report, data_on_stdout=output == "-")
+        emit_json(metrics.json_safe(report), data_on_stdout=output == "-")  # an infinite PSNR is null
 
 
 def show_notes(name: str, notes: list[str], quiet: bool) -> None:
@@ -467,9 +474,14 @@ def denoise(
     sigma: Annotated[
         float | None, typer.Option(help="Noise std in the file's units (0-255 for 8-bit); default: estimated.")
     ] = None,
-    method: Annotated[str, typer.Option(help="onestep (posterior mean, best PSNR), ddim or ddpm.")] = "onestep",
+    method: Annotated[
+        Method, typer.Option(help="Reverse process: onestep is the posterior mean (best PSNR); ddim is "
+                             "deterministic, ddpm stochastic (--seed), both over --steps.")
+    ] = Method.onestep,
     steps: Annotated[int, typer.Option(help="Reverse steps for ddim/ddpm.")] = 10,
-    noise_kind: Annotated[str, typer.Option(help="gaussian, salt-pepper or auto.")] = "gaussian",
+    noise_kind: Annotated[
+        NoiseKind, typer.Option(help="Noise to remove: salt-pepper impulses are filled first; auto decides.")
+    ] = NoiseKind.gaussian,
     tile: Annotated[int, typer.Option(help="Image tile side (pixels); memory stays bounded.")] = 512,
     overlap: Annotated[int, typer.Option(help="Tile overlap (pixels), blended with a smooth window.")] = 32,
     batch: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
@@ -496,40 +508,57 @@ def denoise(
     if output is None:
         raise InputError("no output given; pass -o FILE, -o FOLDER for several inputs, or -o - for stdout")
     check_bit_depth(bit_depth)
-    from diffuse_cli import denoise as engine
-    from diffuse_cli import io
+    from diffuse_cli import denoising, io
 
-    options = engine.DenoiseOptions(sigma=sigma, method=method, steps=steps, noise_kind=noise_kind, seed=seed,
-                                    tile=tile, overlap=overlap, batch=batch)
-    engine.validate_options(options)
+    options = denoising.DenoiseOptions(sigma=sigma, method=method, steps=steps, noise_kind=noise_kind, seed=seed,
+                                       tile=tile, overlap=overlap, batch=batch)
+    denoising.validate_options(options)
     jobs = plan_jobs(inputs, output, shard, format)
     single = len(jobs) == 1 and not Path(output).is_dir() and not any(io.is_collection(a) for a in inputs)
     if single:
         io.check_output_path(jobs[0][1], [jobs[0][0]], force)
     elif output == "-":
         raise InputError("-o -: several inputs need an output folder, not stdout")
+    run = DenoiseRun(model, options, reference, format, bit_depth, force)
+    records, failures = run_jobs(jobs, run, single, quiet)
+    if json_out:
+        emit_json(records[0] if single else {"files": records, "failed": failures}, data_on_stdout=output == "-")
+    if failures:
+        raise InputError(f"{failures} of {len(jobs)} files failed (see the messages above); the rest were written")
+
+
+@dataclass
+class DenoiseRun:
+    """What every file of one ``diffuse denoise`` run shares."""
+
+    model_dir: str | None  # None: the bundled model for each file
+    options: object  # denoising.DenoiseOptions
+    reference: str | None
+    fmt: str | None
+    bit_depth: int | None
+    force: bool
+    models: dict = field(default_factory=dict)  # loaded models by path, each loaded once
+
+
+def run_jobs(jobs: list[tuple[str, str]], run: DenoiseRun, single: bool, quiet: bool) -> tuple[list[dict], int]:
+    """Clean each (input, output) pair; a bad file among several is reported and skipped.
+    Returns one record per file and the number that failed."""
     records, failures = [], 0
-    models_cache: dict[str, object] = {}
     with FileProgress(len(jobs), quiet) as progress:
         for src, dst in jobs:
             try:
-                record = denoise_one(src, dst, model, options, reference, format, bit_depth, force, inputs,
-                                     models_cache, progress)
+                record = denoise_one(src, dst, run, progress)
             except InputError as err:
                 if single:
                     raise
                 failures += 1
                 console.print(f"diffuse: error: {one_line(str(err))} (skipped)", markup=False)
-                records.append({"input": src, "output": dst, "error": one_line(str(err))})
-                progress.file_done()
-                continue
+                record = {"input": src, "output": dst, "error": one_line(str(err))}
+            else:
+                report_file(record, quiet)
             records.append(record)
-            report_file(record, quiet)
             progress.file_done()
-    if json_out:
-        emit_json(records[0] if single else {"files": records, "failed": failures}, data_on_stdout=output == "-")
-    if failures:
-        raise InputError(f"{failures} of {len(jobs)} files failed (see the messages above); the rest were written")
+    return records, failures
 
 
 def plan_jobs(inputs: list[str], output: str, shard: str | None, fmt: str | None) -> list[tuple[str, str]]:
@@ -567,40 +596,41 @@ def shard_slice(items: list, shard: str) -> list:
     return list(items)[i - 1 :: n]
 
 
-def denoise_one(src, dst, model_dir, options, reference, fmt, bit_depth, force, inputs, cache, progress) -> dict:
-    from diffuse_cli import denoise as engine
-    from diffuse_cli import io
+def denoise_one(src: str, dst: str, run: DenoiseRun, progress: FileProgress) -> dict:
+    """Load, clean and save one file; the record ``--json`` prints for it."""
+    from diffuse_cli import denoising, io
     from diffuse_cli import models as bundled
 
     started = time.perf_counter()
     if dst != "-":
         Path(dst).parent.mkdir(parents=True, exist_ok=True)  # an output folder mirrors the input tree
-        io.check_output_path(dst, [src], force)
+        io.check_output_path(dst, [src], run.force)
     media = io.load(src)
-    model_path = model_dir or bundled.choose(media)
-    if model_path not in cache:
+    model_path = run.model_dir or bundled.choose(media)
+    if model_path not in run.models:
         with native_stderr_silenced():
             from diffuse_cli import modelstore  # imports TensorFlow
 
-            cache[model_path] = modelstore.load_model(model_path)
-    model = cache[model_path]
-    engine.check_model_fits(model.config, media, model_path)
+            run.models[model_path] = modelstore.load_model(model_path)
+    model = run.models[model_path]
+    denoising.check_model_fits(model.config, media, model_path)
     progress.start_file(src)
     # Without --reference the noisy samples are not needed afterwards: clean them in place (one full-size
     # array for a large photo or recording instead of two).
-    cleaned, details = engine.denoise_media(media, model, options, progress=progress.tiles,
-                                            in_place=not reference)
+    cleaned, details = denoising.denoise_media(media, model, run.options, progress=progress.tiles,
+                                               in_place=not run.reference)
     save_notes: list[str] = []
-    written = io.save(cleaned, dst, fmt=fmt, bit_depth=bit_depth, force=force, inputs=[src], notes=save_notes)
+    written = io.save(cleaned, dst, fmt=run.fmt, bit_depth=run.bit_depth, force=run.force, inputs=[src],
+                      notes=save_notes)
     record = {"input": src, "output": dst, "format": written, "model": str(model_path), **details,
               "seconds": round(time.perf_counter() - started, 3)}
     record["notes"] = list(dict.fromkeys([*media.notes, *details.get("notes", []), *save_notes]))
-    if reference:
-        record["metrics"] = score(media, cleaned, reference_for(reference, src, inputs), dst)
+    if run.reference:
+        record["metrics"] = score(media, cleaned, reference_for(run.reference, src), dst)
     return record
 
 
-def reference_for(reference: str, src: str, inputs: list[str]) -> str:
+def reference_for(reference: str, src: str) -> str:
     """A reference file, or the same-named file inside a reference folder."""
     ref = Path(reference)
     return str(ref / Path(src).name) if ref.is_dir() else reference

@@ -1,8 +1,17 @@
-"""Quality metrics: PSNR, SSIM (images), SNR and SI-SDR (signals). numpy only."""
+"""Quality metrics: PSNR, SSIM (images), SNR and SI-SDR (signals). numpy only.
+
+A metric that is not a finite number is still a float: PSNR/SNR of identical data is ``inf``, SSIM of an
+image smaller than its 11x11 window is ``nan``. JSON has neither: :func:`json_safe` turns them into null.
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
+
+SSIM_WINDOW = 11  # side of the Gaussian window (radius 5)
 
 
 def mse(ref: np.ndarray, x: np.ndarray) -> float:
@@ -17,12 +26,25 @@ def psnr(ref: np.ndarray, x: np.ndarray, data_range: float) -> float:
     return float("inf") if err == 0 else float(10.0 * np.log10(data_range**2 / err))
 
 
-def snr_db(ref: np.ndarray, x: np.ndarray) -> float:
-    """Signal-to-noise ratio in dB: ``10 log10(sum(ref^2) / sum((x - ref)^2))``."""
+def snr_db(ref: np.ndarray, x: np.ndarray, zero_mean: bool = False) -> float:
+    """Signal-to-noise ratio in dB: ``10 log10(sum(ref^2) / sum((x - ref)^2))``; inf when identical.
+
+    ``zero_mean``: the signal power is taken around each channel's (last axis) mean,
+    ``sum((ref - mean(ref))^2)``, so a DC level (20 degrees C of a temperature log) is not counted as signal.
+    """
     ref = np.asarray(ref, dtype=np.float64)
     noise = np.asarray(x, dtype=np.float64) - ref
     den = float(np.sum(noise**2))
-    return float("inf") if den == 0 else float(10.0 * np.log10(np.sum(ref**2) / den))
+    signal = ref - channel_means(ref) if zero_mean else ref
+    return float("inf") if den == 0 else float(10.0 * np.log10(np.sum(signal**2) / den))
+
+
+def channel_means(x: np.ndarray) -> np.ndarray:
+    """Mean of each channel (last axis; a 1-D array is one channel), shaped to broadcast against ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim <= 1:
+        return np.asarray(np.mean(x)) if x.size else np.asarray(0.0)
+    return np.mean(x.reshape(-1, x.shape[-1]), axis=0)
 
 
 def si_sdr(ref: np.ndarray, x: np.ndarray) -> float:
@@ -55,7 +77,8 @@ def ssim(ref: np.ndarray, x: np.ndarray, data_range: float) -> float:
     """Structural similarity (Wang et al. 2004), 11x11 Gaussian window (sigma 1.5), mean over channels.
 
     ``SSIM = ((2 mu_x mu_y + C1)(2 cov_xy + C2)) / ((mu_x^2 + mu_y^2 + C1)(var_x + var_y + C2))``,
-    ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``.
+    ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``. ``nan`` (not computable) when the image is smaller than
+    the window in either direction.
     """
     ref = np.asarray(ref, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
@@ -65,8 +88,8 @@ def ssim(ref: np.ndarray, x: np.ndarray, data_range: float) -> float:
     scores = []
     for c in range(ref.shape[-1]):
         a, b = ref[..., c], x[..., c]
-        if min(a.shape) < 11:
-            raise ValueError("SSIM needs images at least 11x11")
+        if min(a.shape) < SSIM_WINDOW:
+            return math.nan
         mu_a, mu_b = _gaussian_filter(a), _gaussian_filter(b)
         var_a = _gaussian_filter(a * a) - mu_a**2
         var_b = _gaussian_filter(b * b) - mu_b**2
@@ -75,3 +98,27 @@ def ssim(ref: np.ndarray, x: np.ndarray, data_range: float) -> float:
         den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
         scores.append(float(np.mean(num / den)))
     return float(np.mean(scores))
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``value`` as a float when it is finite, else None (JSON has no inf or nan: they become null)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def json_safe(record: Any) -> Any:
+    """A copy of a JSON-bound record (dicts, lists, numbers, strings) with every float passed through
+    :func:`finite_or_none`, numpy scalars included: ``json.dumps(..., allow_nan=False)`` accepts it."""
+    if isinstance(record, dict):
+        return {key: json_safe(value) for key, value in record.items()}
+    if isinstance(record, (list, tuple)):
+        return [json_safe(value) for value in record]
+    if isinstance(record, (bool, np.bool_)):
+        return bool(record)
+    if isinstance(record, (int, np.integer)):
+        return int(record)
+    if isinstance(record, (float, np.floating)):
+        return finite_or_none(record)
+    return record

@@ -23,9 +23,16 @@ def add_noise(data: np.ndarray, noise_scale: float = 0.1, rng: np.random.Generat
     return data + rng.normal(scale=noise_scale, size=np.shape(data))
 
 
-def sigma_for_snr(x: np.ndarray, snr_db: float) -> float:
-    """Noise std that gives a target SNR: ``sigma = sqrt(mean(x^2) / 10^(snr_db / 10))``."""
-    power = float(np.mean(np.asarray(x, dtype=np.float64) ** 2))
+def sigma_for_snr(x: np.ndarray, snr_db: float, zero_mean: bool = False) -> float:
+    """Noise std that gives a target SNR: ``sigma = sqrt(P / 10^(snr_db / 10))`` with ``P = mean(x^2)``.
+
+    ``zero_mean`` (signals): ``P = mean((x - mean_c(x))^2)``, the power around each channel's (last axis)
+    mean, so a DC level (20 degrees C of a temperature log) does not count as signal.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if zero_mean:
+        x = x - metrics.channel_means(x)
+    power = float(np.mean(x**2))
     return float(np.sqrt(power / 10.0 ** (snr_db / 10.0)))
 
 
@@ -141,7 +148,14 @@ def noise_media(media, opts: NoiseOptions):
         report["untouched_columns"] = axes
     x = full[..., measured]
     if opts.kind == "gaussian":
-        sigma_model = opts.sigma / media.scale if opts.sigma is not None else sigma_for_snr(x, opts.snr)
+        if opts.sigma is not None:
+            sigma_model = opts.sigma / media.scale
+        else:
+            sigma_model = sigma_for_snr(x, opts.snr, zero_mean=media.domain == "signal")
+            if sigma_model == 0:
+                what = "does not vary" if media.domain == "signal" else "is silent (all zeros)"
+                raise InputError(f"{media.source}: the {media.domain} {what}, so no noise level gives "
+                                 f"--snr {opts.snr:g} dB; use --sigma to add noise of a given size")
         noisy = x + rng.standard_normal(x.shape) * sigma_model
         report["sigma"] = sigma_model * media.scale
     elif opts.kind == "salt-pepper":
@@ -167,12 +181,18 @@ def noise_media(media, opts: NoiseOptions):
     out = full.copy()
     out[..., measured] = noisy
     written = quantize_like_file(media, out)
-    report.update(quality_report(media, x, written[..., measured]))
+    # Against the input's own file values (exact levels, not their float32 copies): --sigma 0 reports inf.
+    clean = quantize_like_file(media, full)[..., measured]
+    report.update(quality_report(media, clean, written[..., measured]))
     return media.with_samples(written.astype(media.samples.dtype)), report
 
 
 def quality_report(media, clean: np.ndarray, other: np.ndarray) -> dict:
-    """PSNR/SSIM-free quick report: PSNR (dB, file scale) for images, SNR (dB) for audio and signals."""
+    """PSNR/SSIM-free quick report: PSNR (dB, file scale) for images, SNR (dB) for audio and signals.
+
+    A signal's SNR is taken around each channel's mean (as ``--snr`` sets it); the caller passes only the
+    measured columns, not time/index axes (:func:`axis_columns`).
+    """
     if media.domain == "image":
         return {"psnr_db": round(metrics.psnr(clean, other, data_range=2.0), 4)}
-    return {"snr_db": round(metrics.snr_db(clean, other), 4)}
+    return {"snr_db": round(metrics.snr_db(clean, other, zero_mean=media.domain == "signal"), 4)}

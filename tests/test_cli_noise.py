@@ -6,6 +6,7 @@ from __future__ import annotations
 import io as pyio
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -202,3 +203,57 @@ def test_encode_steps_refuses_huge_tables_before_allocating(args, option):
     assert len(lines) == 1 and lines[0].startswith(f"diffuse: error: {option}"), r.stderr
     assert "too many" in lines[0] or "more than" in lines[0]
     assert "MemoryError" not in r.stderr and r.stdout == ""
+
+
+def _temperature_log(path, n=4000):
+    """time (s) and a temperature around 20 degrees C varying by about +-0.5: the DC level dwarfs the variation."""
+    t = np.arange(n) * 30
+    temp = 20.0 + 0.5 * np.sin(t / 3000.0) + 0.2 * np.cos(t / 700.0)
+    path.write_text("time,temp\n" + "".join(f"{a},{float(b)!r}\n" for a, b in zip(t, temp)))
+    return t, temp
+
+
+def test_snr_of_a_signal_is_relative_to_its_variation_not_its_dc_level(tmp_path):
+    src, out = tmp_path / "log.csv", tmp_path / "noisy.csv"
+    t, temp = _temperature_log(src)
+    r = diffuse("noise", src, "-o", out, "--snr", "10", "--seed", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    data = np.loadtxt(out, delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(data[:, 0], t)  # the time column is not a measurement
+    noise = data[:, 1] - temp
+    achieved = 10 * math.log10(np.var(temp) / np.mean(noise**2))  # computed here, around the mean
+    assert abs(achieved - 10.0) < 0.3, achieved
+    report = json.loads(r.stdout)
+    assert report["snr_db"] == pytest.approx(achieved, abs=0.01)  # the reported SNR is zero-mean too
+    assert f"SNR {achieved:.2f} dB" in r.stderr
+
+
+def test_reported_snr_of_a_signal_skips_time_columns_and_the_dc_level(tmp_path):
+    src, out = tmp_path / "log.csv", tmp_path / "noisy.csv"
+    t, temp = _temperature_log(src)
+    r = diffuse("noise", src, "-o", out, "--sigma", "0.05", "--seed", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    data = np.loadtxt(out, delimiter=",", skiprows=1)
+    expected = 10 * math.log10(np.sum((temp - temp.mean()) ** 2) / np.sum((data[:, 1] - temp) ** 2))
+    assert json.loads(r.stdout)["snr_db"] == pytest.approx(expected, abs=0.01)
+
+
+def test_snr_of_a_constant_signal_is_refused(tmp_path):
+    src, out = tmp_path / "flat.csv", tmp_path / "noisy.csv"
+    src.write_text("value\n" + "20.5\n" * 100)
+    r = diffuse("noise", src, "-o", out, "--snr", "10")
+    assert r.returncode == 2 and not out.exists()
+    assert r.stderr.strip().startswith("diffuse: error:") and "--sigma" in r.stderr, r.stderr
+
+
+def test_snr_help_says_how_the_signal_power_is_taken():
+    r = diffuse("noise", "--help")
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", r.stdout).split())
+    assert "around its mean" in text and "time/index columns" in text, text
+
+
+def test_noise_json_has_null_for_an_infinite_psnr(gray_png, tmp_path):
+    r = diffuse("noise", gray_png, "-o", tmp_path / "same.png", "--sigma", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout, parse_constant=lambda name: pytest.fail(f"invalid JSON constant {name}"))
+    assert report["psnr_db"] is None
