@@ -12,6 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from diffuse_cli.errors import InputError
+from diffuse_cli.objectives import OBJECTIVES
 from diffuse_cli.schedule import SCHEDULES
 
 FORMAT_VERSION = 1
@@ -41,6 +42,8 @@ _SCHEMA: dict[str, tuple[tuple, bool]] = {
     "timesteps": ((int,), False),
     "patch_size": ((int, type(None)), False),
     "sample_rate": ((int, type(None)), False),
+    "objective": ((str,), False),
+    "sigma_data": ((int, float), False),
     "training": ((dict,), False),
 }
 
@@ -70,6 +73,8 @@ class ModelConfig:
     timesteps: int = 1000
     patch_size: int | None = None
     sample_rate: int | None = None
+    objective: str = "eps"  # what the network outputs (diffuse_cli.objectives); absent in older models
+    sigma_data: float = 0.5  # the data's standard deviation in model units, for the edm objective
     training: dict = field(default_factory=dict, compare=False)
 
     # ----------------------------------------------------------------------------------------------
@@ -85,8 +90,9 @@ class ModelConfig:
         assert isinstance(cfg, dict)
         values = {k: v for k, v in cfg.items() if k in _SCHEMA}
         values["widths"] = tuple(values.get("widths", cls.widths))
-        if "activation_noise" in values:
-            values["activation_noise"] = float(values["activation_noise"])
+        for key in ("activation_noise", "sigma_data"):
+            if key in values:
+                values[key] = float(values[key])
         values.setdefault("patch_size", 64 if cfg["domain"] == "image" else 1024)
         config = cls(**values)
         config._check_ranges(source)
@@ -160,6 +166,10 @@ class ModelConfig:
             raise bad("embedding", f"is {self.embedding!r}; use one of {', '.join(EMBEDDINGS)}")
         if self.schedule not in SCHEDULES:
             raise bad("schedule", f"is {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if self.objective not in OBJECTIVES:
+            raise bad("objective", f"is {self.objective!r}; use one of {', '.join(OBJECTIVES)}")
+        if not (math.isfinite(self.sigma_data) and 0.0 < self.sigma_data <= 100.0):
+            raise bad("sigma_data", "must be a number in (0, 100]")
         if not 2 <= self.timesteps <= 100_000:
             raise bad("timesteps", "must be 2..100000")
         if not 1 <= self.embedding_dim <= 4096:

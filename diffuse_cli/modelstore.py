@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from diffuse_cli import io, networks  # noqa: E402
+from diffuse_cli import io, networks, objectives  # noqa: E402
 from diffuse_cli.config import (  # noqa: E402, F401  (re-exported: the model store's names)
     CHECKPOINT_DIR,
     CONFIG_NAME,
@@ -139,10 +139,18 @@ class LoadedModel:
         return tf.cast(self.model([x_t, t], training=False), tf.float32)
 
     def eps(self, x_t: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Predicted noise for a batch: ``x_t`` (B, *spatial, C), ``t`` (B,) real steps; float32 out."""
+        """Predicted noise for a batch: ``x_t`` (B, *spatial, C), ``t`` (B,) real steps; float32 out.
+
+        The network's own output is turned into eps for the model's objective (diffuse_cli.objectives).
+        """
         x_t = np.asarray(x_t, dtype=np.float32)
         t = np.broadcast_to(np.asarray(t, dtype=np.float32).reshape(-1), (x_t.shape[0],))
-        return self._eps_fn(tf.convert_to_tensor(x_t), tf.convert_to_tensor(t)).numpy()
+        if self.config.objective == "eps":
+            return self._eps_fn(tf.convert_to_tensor(x_t), tf.convert_to_tensor(t)).numpy()
+        ab = self.schedule.alpha_bar_at(t)
+        fed = objectives.network_input(x_t, ab, self.config.objective, self.config.sigma_data)
+        out = self._eps_fn(tf.convert_to_tensor(fed), tf.convert_to_tensor(t)).numpy()
+        return objectives.eps_from_output(out, x_t, ab, self.config.objective, self.config.sigma_data)
 
     def step_encodings(self, steps: np.ndarray) -> np.ndarray:
         """The encodings the network feeds its blocks: learned table rows (interpolated) or sinusoidal."""

@@ -207,3 +207,22 @@ def test_load_model_weights_of_another_architecture(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(bigger))
     with pytest.raises(InputError, match="does not match"):
         modelstore.load_model(str(tmp_path))
+
+
+def test_loaded_edm_model_turns_network_output_into_eps(tmp_path):
+    """objective 'edm': the network sees c_in * y and outputs F; eps follows from D = c_skip y + c_out F."""
+    c = cfg("image", 1, objective="edm", sigma_data=0.5)
+    model = networks.build_network(c)
+    randomize(model, seed=7)
+    modelstore.save_model(str(tmp_path), c, model)
+    loaded = modelstore.load_model(str(tmp_path))
+    assert loaded.config.objective == "edm"
+    x_t = np.random.default_rng(8).normal(size=(2, 16, 16, 1)).astype(np.float32)
+    t = np.array([20.0, 300.0], np.float32)
+    ab = loaded.schedule.alpha_bar_at(t)[:, None, None, None]
+    sigma = np.sqrt((1 - ab) / ab)
+    y = x_t / np.sqrt(ab)
+    f = np.asarray(model([(y / np.sqrt(sigma**2 + 0.25)).astype(np.float32), t]))
+    d = 0.25 / (sigma**2 + 0.25) * y + sigma * 0.5 / np.sqrt(sigma**2 + 0.25) * f
+    expected = (x_t - np.sqrt(ab) * d) / np.sqrt(1 - ab)
+    np.testing.assert_allclose(loaded.eps(x_t, t), expected, rtol=1e-4, atol=1e-4)
