@@ -85,6 +85,10 @@ class Media:
     delimiter: str | None = None  # "," ";" "\t" or " " (any whitespace)
     dtype: str | None = None  # numpy dtype name of the stored numbers ("int16", "float64", ...)
     one_dimensional: bool = False  # signal stored as 1-D (N,) -> saved back 1-D
+    # CSV/TXT: how each column's numbers were written, to write them back alike: ("f", decimals) for plain
+    # numbers, ("g", significant digits) for a column that uses exponents; None: shortest exact text.
+    number_formats: list[tuple[str, int]] | None = None
+    newline: str = "\n"  # CSV/TXT line ending ("\r\n" kept from Windows files)
     source: str = ""  # path or "<stdin>"
     notes: list[str] = field(default_factory=list)  # e.g. "animated GIF: used first frame"
 
@@ -612,7 +616,48 @@ def _load_text(data: bytes, source: str, fmt: str) -> Media:
         dtype="int64" if integer else "float64",
         one_dimensional=width == 1,
         source=source,
+        number_formats=[_column_format([row[c] for row in rows]) for c in range(width)],
+        newline="\r\n" if "\r\n" in text else "\n",
     )
+
+
+def _column_format(cells: list[str]) -> tuple[str, int]:
+    """How a column's numbers are written: ("f", most decimals) when no cell uses an exponent, else
+    ("g", most significant digits) ("20.500" has 3 decimals and 5 significant digits, "1.5e-05" 2 digits)."""
+    decimals, digits, exponent = 0, 1, False
+    for cell in cells:
+        mantissa, _, power = cell.lower().partition("e")
+        exponent = exponent or bool(power)
+        mantissa = mantissa.lstrip("+-")
+        whole, _, fraction = mantissa.partition(".")
+        decimals = max(decimals, len(fraction))
+        digits = max(digits, len((whole + fraction).lstrip("0")))
+    return ("g", digits) if exponent else ("f", decimals)
+
+
+def _format_column(values: list[float], spec: tuple[str, int] | None) -> list[str]:
+    """Text of one column: ``format(v, ".{d}f")`` for ("f", d) (no "-0.000"); for ("g", p) the shortest
+    text of v rounded to p significant digits; for None the shortest text that reads back as v."""
+    if spec is None:
+        return [_float_text(v) for v in values]
+    kind, count = spec
+    if kind == "f":
+        texts = [format(v, f".{count}f") for v in values]
+        return [t[1:] if t[0] == "-" and not t.strip("-0.") else t for t in texts]
+    return [_float_text(float(format(v, f".{max(count - 1, 0)}e"))) for v in values]
+
+
+def round_like_text(media: Media, samples: np.ndarray) -> np.ndarray:
+    """The values a CSV/TXT output of ``media`` will hold: each column rounded as it is written
+    (:func:`_format_column`); other media are returned unchanged."""
+    formats = media.number_formats
+    values = np.asarray(samples, dtype=np.float64)
+    if media.fmt not in ("csv", "txt") or not formats or values.ndim != 2 or len(formats) != values.shape[1]:
+        return values
+    out = np.empty_like(values)
+    for c, spec in enumerate(formats):
+        out[:, c] = [float(t) for t in _format_column(values[:, c].tolist(), spec)]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- encode
@@ -850,12 +895,18 @@ def _encode_text(media: Media, samples: np.ndarray, fmt: str) -> bytes:
         delimiter = media.delimiter if media.delimiter in (",", ";", "\t") else ","
     else:
         delimiter = media.delimiter or " "
-    as_text = str if integer else _float_text
+    formats = media.number_formats if media.number_formats and len(media.number_formats) == values.shape[1] else None
     lines = []
     if media.columns and len(media.columns) == values.shape[1]:
         lines.append(delimiter.join(media.columns))
-    lines.extend(delimiter.join(map(as_text, row)) for row in values.tolist())
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    if integer:
+        lines.extend(delimiter.join(map(str, row)) for row in values.tolist())
+    else:  # column by column, each written with the precision it was read with
+        columns = [_format_column(values[:, c].tolist(), formats[c] if formats else None)
+                   for c in range(values.shape[1])]
+        lines.extend(delimiter.join(row) for row in zip(*columns))
+    newline = media.newline if media.newline in ("\n", "\r\n") else "\n"
+    return (newline.join(lines) + newline).encode("utf-8")
 
 
 # ----------------------------------------------------------------------------------------------- save

@@ -121,12 +121,17 @@ def axis_columns(x: np.ndarray) -> list[int]:
 
 
 def quantize_like_file(media, samples: np.ndarray) -> np.ndarray:
-    """What the saved file will hold: clipped to the value range and, for integer images, rounded to levels."""
+    """What the saved file will hold: clipped to the value range; for integer images rounded to levels, for
+    CSV/TXT signals rounded to the decimals each column was read with (in the input's own format)."""
     out = np.asarray(samples, dtype=np.float64)
     if media.value_range is not None:
         out = np.clip(out, *media.value_range)
     if media.domain == "image" and media.bit_depth in (8, 16):
         out = np.round((out + 1.0) * media.scale) / media.scale - 1.0
+    if media.domain == "signal":
+        from diffuse_cli.io import round_like_text
+
+        out = round_like_text(media, out)
     return out
 
 

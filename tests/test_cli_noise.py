@@ -257,3 +257,20 @@ def test_noise_json_has_null_for_an_infinite_psnr(gray_png, tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout, parse_constant=lambda name: pytest.fail(f"invalid JSON constant {name}"))
     assert report["psnr_db"] is None
+
+
+def test_noise_on_a_three_decimal_csv_writes_three_decimals(tmp_path):
+    src, out = tmp_path / "log.csv", tmp_path / "noisy.csv"
+    t = np.arange(300) * 30
+    temp = 20 + np.sin(t / 900.0)
+    src.write_text("time,temp\n" + "".join(f"{a},{b:.3f}\n" for a, b in zip(t, temp)))
+    r = diffuse("noise", src, "-o", out, "--sigma", "0.2", "--seed", "4", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    assert [a for a, _ in rows] == [str(v) for v in t]
+    assert all(re.fullmatch(r"-?\d+\.\d{3}", b) for _, b in rows), rows[:5]
+    # The reported SNR is that of the file as written (values at the input's resolution).
+    clean = np.array([float(f"{b:.3f}") for b in temp])
+    noisy = np.array([float(b) for _, b in rows])
+    expected = 10 * math.log10(np.sum((clean - clean.mean()) ** 2) / np.sum((noisy - clean) ** 2))
+    assert json.loads(r.stdout)["snr_db"] == pytest.approx(expected, abs=1e-3)

@@ -618,3 +618,57 @@ def test_sensor_style_csv_keeps_whole_numbers_plain(tmp_path):
     media, back, _out = _resave(tmp_path, str(src), ".csv")
     assert (tmp_path / "out.csv").read_text() == "time,value\n0,20.5\n30,-0.25\n60,1e-20\n"
     np.testing.assert_array_equal(back.samples, media.samples)
+
+
+# ------------------------------------------------------------------------------------------------ text precision
+
+
+def _three_decimal_log(n: int = 50) -> tuple[np.ndarray, np.ndarray, str]:
+    t = np.arange(n) * 30
+    temp = np.round(20 + np.sin(np.arange(n) / 7.0), 3)
+    text = "time,temp\n" + "".join(f"{a},{b:.3f}\n" for a, b in zip(t, temp))
+    return t, temp, text
+
+
+def test_csv_output_keeps_the_input_decimals(tmp_path):
+    """A 3-decimal column is written with 3 decimals (not 17 significant digits); an integer column stays integer."""
+    t, temp, text = _three_decimal_log()
+    src = tmp_path / "log.csv"
+    src.write_text(text)
+    media = io.load(str(src))
+    changed = media.samples.copy()
+    changed[:, 1] += np.random.default_rng(0).normal(0, 0.01, size=len(t))
+    io.save(media.with_samples(changed), str(tmp_path / "out.csv"))
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "time,temp" and len(lines) == len(t) + 1
+    for line, a, b in zip(lines[1:], t, changed[:, 1]):
+        time_text, temp_text = line.split(",")
+        assert time_text == str(a)
+        assert len(temp_text.split(".")[1]) == 3, line
+        assert abs(float(temp_text) - b) <= 0.0005 + 1e-12  # rounded to the input's resolution, not truncated
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "time,temp,pressure\n0,20.125,1013.50\n30,20.250,1013.25\n60,-0.500,1012.00\n",
+        "a;b\r\n1.5e-05;-3\r\n2.25e-05;4\r\n",
+        "0.10\t7\n0.25\t8\n",
+        "x\n0.1\n0.30000000000000004\n-1e-300\n",
+    ],
+    ids=["decimals", "exponents-crlf-semicolon", "tabs-no-header", "shortest-repr"],
+)
+def test_unmodified_csv_round_trip_is_byte_identical(tmp_path, text):
+    src = tmp_path / "in.csv"
+    src.write_bytes(text.encode())
+    media = io.load(str(src))
+    io.save(media, str(tmp_path / "out.csv"))
+    assert (tmp_path / "out.csv").read_bytes() == text.encode()
+
+
+def test_text_precision_never_writes_negative_zero(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("v\n0.500\n1.000\n")
+    media = io.load(str(src))
+    io.save(media.with_samples(np.array([[-0.0001], [2.0]])), str(tmp_path / "out.csv"))
+    assert (tmp_path / "out.csv").read_text() == "v\n0.000\n2.000\n"
