@@ -128,6 +128,12 @@ def noise(
     step: Annotated[float | None, typer.Option(help="Diffusion: step t of q(x_t|x_0) (real values allowed).")] = None,
     schedule: Annotated[str, typer.Option(help="Diffusion: linear or cosine betas.")] = "linear",
     timesteps: Annotated[int, typer.Option(help="Diffusion: number of steps T.")] = 1000,
+    axis: Annotated[
+        int | None,
+        typer.Option("--axis", help="Signals: the array axis that is time: 0 = rows are samples (N x channels), "
+                     "1 = channels first (channels x N). Default: NPY along its longer axis, CSV/TXT rows. "
+                     "The output keeps the input's layout."),
+    ] = None,
     seed: SeedOpt = None,
     format: FormatOpt = None,
     bit_depth: BitDepthOpt = None,
@@ -143,8 +149,9 @@ def noise(
                         schedule=schedule, timesteps=timesteps, seed=seed)
     validate_options(opts)  # before reading stdin, so option errors come first
     check_bit_depth(bit_depth)
+    io.check_axis(axis)
     io.check_output_path(output, [input], force)
-    media = io.load(input)
+    media = io.load(input, axis=axis)
     noisy, report = noise_media(media, opts)
     notes = list(media.notes)
     fmt = io.save(noisy, output, fmt=format, bit_depth=bit_depth, force=force, inputs=[input], notes=notes)

@@ -85,6 +85,7 @@ class Media:
     delimiter: str | None = None  # "," ";" "\t" or " " (any whitespace)
     dtype: str | None = None  # numpy dtype name of the stored numbers ("int16", "float64", ...)
     one_dimensional: bool = False  # signal stored as 1-D (N,) -> saved back 1-D
+    time_axis: int = 0  # signal: the stored 2-D array's axis that is time; 1 = (channels, N), saved back so
     # CSV/TXT: how each column's numbers were written, to write them back alike: ("f", decimals) for plain
     # numbers, ("g", significant digits) for a column that uses exponents; None: shortest exact text.
     number_formats: list[tuple[str, int]] | None = None
@@ -213,13 +214,20 @@ def output_format(path: str, fmt: str | None, fallback: str | None) -> str:
 # ----------------------------------------------------------------------------------------------- load
 
 
-def load(path: str) -> Media:
-    """Read a file (or all of stdin for "-"); the format comes from the content, not the extension."""
+def load(path: str, axis: int | None = None) -> Media:
+    """Read a file (or all of stdin for "-"); the format comes from the content, not the extension.
+
+    ``axis`` (``--axis``): for 2-D signals, the stored array's axis that is time: 0 = rows are samples
+    ``(N, channels)``, 1 = channels first ``(channels, N)``. None: NPY arrays along their longer axis,
+    CSV/TXT rows as samples. Either way a note says how the array was read, and :func:`save` writes it
+    back in the same layout.
+    """
+    check_axis(axis)
     if path == "-":
         data = sys.stdin.buffer.read()
         if not data:
             raise InputError("<stdin>: no data on standard input; pipe a file in or give a file path")
-        return load_bytes(data, "<stdin>")
+        return load_bytes(data, "<stdin>", axis)
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file; check the path")
     if os.path.isdir(path):
@@ -237,20 +245,27 @@ def load(path: str) -> Media:
             raise InputError(f"{path}: empty file; give a file with data in it")
         handle.seek(0)
         # Images and audio are decoded from the open file: no in-memory copy of a large file next to its samples.
-        return _decode(handle, head, path)
+        return _decode(handle, head, path, axis)
 
 
 _HEAD = 4096  # bytes that detect_format looks at
 
 
-def load_bytes(data: bytes, source: str) -> Media:
-    """Decode an in-memory file; ``source`` names it in messages ("<stdin>" for pipes)."""
+def load_bytes(data: bytes, source: str, axis: int | None = None) -> Media:
+    """Decode an in-memory file; ``source`` names it in messages ("<stdin>" for pipes); ``axis`` as in :func:`load`."""
+    check_axis(axis)
     if not data:
         raise InputError(f"{source}: empty input; give a file with data in it")
-    return _decode(data, data[:_HEAD], source)
+    return _decode(data, data[:_HEAD], source, axis)
 
 
-def _decode(content: bytes | BinaryIO, head: bytes, source: str) -> Media:
+def check_axis(axis: int | None) -> None:
+    """``--axis`` is None, 0 or 1."""
+    if axis not in (None, 0, 1):
+        raise InputError(f"--axis {axis}: use 0 (rows are samples: N x channels) or 1 (channels first: channels x N)")
+
+
+def _decode(content: bytes | BinaryIO, head: bytes, source: str, axis: int | None = None) -> Media:
     """Decode a file's ``content`` (bytes, or an open binary file at offset 0) whose first bytes are ``head``."""
     detected = detect_format(head)
     claimed = format_from_extension(source)
@@ -273,23 +288,25 @@ def _decode(content: bytes | BinaryIO, head: bytes, source: str) -> Media:
             media = _load_audio(content, source, detected)
         else:
             media = _load_numbers(content if isinstance(content, bytes) else content.read(), source, detected,
-                                  claimed)
+                                  claimed, axis)
     except InputError:
         raise
     except Exception as exc:  # any library failure on bad bytes becomes a one-line message
         raise InputError(
             f"{source}: cannot read {detected} ({_reason(exc)}); the file may be corrupt"
         ) from exc
+    if axis is not None and media.domain != "signal":
+        notes.append(f"--axis applies to signals (CSV, TXT, NPY), not {media.domain}: ignored")
     media.notes[:0] = notes
     return media
 
 
-def _load_numbers(data: bytes, source: str, fmt: str, claimed: str | None) -> Media:
+def _load_numbers(data: bytes, source: str, fmt: str, claimed: str | None, axis: int | None) -> Media:
     """npy, or CSV/text numbers."""
     if fmt == "npy":
-        return _load_npy(data, source)
+        return _load_npy(data, source, axis)
     try:
-        return _load_text(data, source, fmt)
+        return _load_text(data, source, fmt, axis)
     except InputError as exc:
         if claimed is None or claimed in SIGNAL_FORMATS:
             raise
@@ -520,7 +537,30 @@ def _check_npy_size(data: bytes, source: str) -> None:
         )
 
 
-def _load_npy(data: bytes, source: str) -> Media:
+def array_layout(shape: tuple[int, ...], axis: int | None, source: str, what: str) -> tuple[int, str | None]:
+    """(time axis, note) for a stored signal array of ``shape``: ``axis`` when given, else the longer axis
+    (ties: rows). The note says how it was read; it calls the layout ambiguous, with the ``--axis`` that
+    flips it, when neither axis is at least 8 times the other."""
+    if len(shape) == 1:
+        if axis == 1:
+            raise InputError(f"{source}: --axis 1 but the {what} is 1-D (one channel); leave --axis out or use 0")
+        return 0, None
+    rows, cols = shape
+    time_axis = axis if axis is not None else (0 if rows >= cols else 1)
+    samples, channels = (rows, cols) if time_axis == 0 else (cols, rows)
+    if channels == 1 and (axis is not None or time_axis == 0):
+        return time_axis, None  # one column (or one row, as asked): nothing to choose
+    plural = "s" if channels != 1 else ""
+    note = f"{what} {rows}x{cols}: read as {channels} channel{plural} of {samples} samples (time along axis {time_axis}"
+    if axis is not None:
+        return time_axis, note + f", --axis {axis})"
+    if max(rows, cols) < 8 * min(rows, cols):
+        return time_axis, note + f", the longer one; ambiguous: pass --axis {1 - time_axis} if time runs along axis " \
+            f"{1 - time_axis})"
+    return time_axis, note + ", the longer one)"
+
+
+def _load_npy(data: bytes, source: str, axis: int | None = None) -> Media:
     _check_npy_size(data, source)
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
@@ -539,15 +579,20 @@ def _load_npy(data: bytes, source: str) -> Media:
     if arr.size == 0:
         raise InputError(f"{source}: NPY array is empty; save at least one value")
     _check_finite(arr, source)
+    time_axis, note = array_layout(arr.shape, axis, source, "NPY array")
     one_dimensional = arr.ndim == 1
     samples = arr.astype(np.float64).reshape(arr.shape[0], -1)
+    if time_axis == 1:
+        samples = np.ascontiguousarray(samples.T)
     return Media(
         domain="signal",
         samples=samples,
         fmt="npy",
         dtype=arr.dtype.name,
         one_dimensional=one_dimensional,
+        time_axis=time_axis,
         source=source,
+        notes=[note] if note else [],
     )
 
 
@@ -557,7 +602,7 @@ def _split(line: str, delimiter: str) -> list[str]:
     return [cell.strip() for cell in line.split(delimiter)]
 
 
-def _load_text(data: bytes, source: str, fmt: str) -> Media:
+def _load_text(data: bytes, source: str, fmt: str, axis: int | None = None) -> Media:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -607,6 +652,18 @@ def _load_text(data: bytes, source: str, fmt: str) -> Media:
                     f"{source}: header has {len(columns)} names but rows have {width} values; fix the header"
                 )
     integer = all(_INTEGER.match(cell) for cell in flat)
+    # Rows are samples unless --axis 1 says each row is a channel (then a header cannot name the columns).
+    time_axis = 0
+    note = None
+    if axis == 1:
+        if columns is not None:
+            raise InputError(f"{source}: --axis 1 reads rows as channels, but the file has a header naming its "
+                             "columns; leave --axis out or remove the header")
+        time_axis, note = array_layout(values.shape, 1, source, fmt.upper())
+        values = np.ascontiguousarray(values.T)
+        formats = [_column_format(row) for row in rows]
+    else:
+        formats = [_column_format([row[c] for row in rows]) for c in range(width)]
     return Media(
         domain="signal",
         samples=values,
@@ -614,9 +671,11 @@ def _load_text(data: bytes, source: str, fmt: str) -> Media:
         columns=columns,
         delimiter=delimiter,
         dtype="int64" if integer else "float64",
-        one_dimensional=width == 1,
+        one_dimensional=width == 1 and time_axis == 0,
+        time_axis=time_axis,
         source=source,
-        number_formats=[_column_format([row[c] for row in rows]) for c in range(width)],
+        notes=[note] if note else [],
+        number_formats=formats,
         newline="\r\n" if "\r\n" in text else "\n",
     )
 
@@ -873,6 +932,8 @@ def _encode_npy(media: Media, samples: np.ndarray) -> bytes:
     values = _signal_array(media, samples, dtype)
     if media.one_dimensional and values.shape[1] == 1:
         values = values[:, 0]
+    elif media.time_axis == 1:  # back to (channels, N), as it was read
+        values = np.ascontiguousarray(values.T)
     buffer = io.BytesIO()
     np.save(buffer, values, allow_pickle=False)
     return buffer.getvalue()
@@ -900,10 +961,13 @@ def _encode_text(media: Media, samples: np.ndarray, fmt: str) -> bytes:
     if media.columns and len(media.columns) == values.shape[1]:
         lines.append(delimiter.join(media.columns))
     if integer:
-        lines.extend(delimiter.join(map(str, row)) for row in values.tolist())
+        columns = [list(map(str, values[:, c].tolist())) for c in range(values.shape[1])]
     else:  # column by column, each written with the precision it was read with
         columns = [_format_column(values[:, c].tolist(), formats[c] if formats else None)
                    for c in range(values.shape[1])]
+    if media.time_axis == 1:  # one row per channel, as it was read
+        lines.extend(delimiter.join(channel) for channel in columns)
+    else:
         lines.extend(delimiter.join(row) for row in zip(*columns))
     newline = media.newline if media.newline in ("\n", "\r\n") else "\n"
     return (newline.join(lines) + newline).encode("utf-8")

@@ -274,3 +274,23 @@ def test_noise_on_a_three_decimal_csv_writes_three_decimals(tmp_path):
     noisy = np.array([float(b) for _, b in rows])
     expected = 10 * math.log10(np.sum((clean - clean.mean()) ** 2) / np.sum((noisy - clean) ** 2))
     assert json.loads(r.stdout)["snr_db"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_noise_on_a_channels_first_npy_works_along_time(tmp_path):
+    """(3, 3000): 3 channels at levels 100/200/300 varying by ~1. Read as 3000 channels of 3 samples, the SNR
+    would be taken across the channel levels and the noise would be ~100x too large."""
+    n = 3000
+    arr = np.stack([100.0 * (c + 1) + np.sin(np.arange(n) / (30.0 + 7 * c)) for c in range(3)])
+    src, out = tmp_path / "cf.npy", tmp_path / "noisy.npy"
+    np.save(src, arr)
+    r = diffuse("noise", src, "-o", out, "--snr", "10", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    assert "3 channels of 3000 samples" in r.stderr
+    noisy = np.load(out)
+    assert noisy.shape == (3, n)
+    expected_sigma = math.sqrt(np.mean((arr - arr.mean(axis=1, keepdims=True)) ** 2) / 10.0)
+    assert abs(np.std(noisy - arr) / expected_sigma - 1) < 0.05
+    r = diffuse("noise", src, "-o", tmp_path / "rows.npy", "--snr", "10", "--seed", "1", "--axis", "1")
+    assert r.returncode == 0 and np.array_equal(np.load(tmp_path / "rows.npy"), noisy)
+    r = diffuse("noise", src, "-o", tmp_path / "bad.npy", "--snr", "10", "--axis", "3")
+    assert r.returncode == 2 and "--axis" in r.stderr and not (tmp_path / "bad.npy").exists()

@@ -672,3 +672,74 @@ def test_text_precision_never_writes_negative_zero(tmp_path):
     media = io.load(str(src))
     io.save(media.with_samples(np.array([[-0.0001], [2.0]])), str(tmp_path / "out.csv"))
     assert (tmp_path / "out.csv").read_text() == "v\n0.000\n2.000\n"
+
+
+# ------------------------------------------------------------------------------------------------ array layout
+
+
+def test_channels_first_npy_is_read_along_its_long_axis_and_written_back_as_it_was(tmp_path):
+    arr = np.stack([np.sin(np.arange(3000) / (20.0 + 5 * c)) + 10 * c for c in range(3)])  # (3, 3000)
+    np.save(tmp_path / "cf.npy", arr)
+    media = io.load(str(tmp_path / "cf.npy"))
+    assert media.samples.shape == (3000, 3) and media.time_axis == 1
+    np.testing.assert_array_equal(media.samples, arr.T)
+    assert any("3 channels of 3000 samples" in n and "axis 1" in n for n in media.notes), media.notes
+    io.save(media, str(tmp_path / "out.npy"))
+    written = np.load(tmp_path / "out.npy")
+    assert written.shape == (3, 3000) and written.tobytes() == arr.tobytes()
+
+
+def test_ambiguous_npy_layout_gets_a_note_and_axis_chooses(tmp_path):
+    arr = np.arange(64 * 256, dtype=np.float32).reshape(64, 256)
+    np.save(tmp_path / "a.npy", arr)
+    media = io.load(str(tmp_path / "a.npy"))
+    assert media.samples.shape == (256, 64) and media.time_axis == 1
+    assert any("ambiguous" in n and "--axis 0" in n for n in media.notes), media.notes
+    rows = io.load(str(tmp_path / "a.npy"), axis=0)
+    assert rows.samples.shape == (64, 256) and rows.time_axis == 0
+    assert not any("ambiguous" in n for n in rows.notes) and any("axis 0" in n for n in rows.notes)
+    for m, name in ((media, "b.npy"), (rows, "c.npy")):
+        io.save(m, str(tmp_path / name))
+        written = np.load(tmp_path / name)
+        assert written.dtype == arr.dtype and written.shape == arr.shape
+        np.testing.assert_array_equal(written, arr)
+
+
+def test_tall_npy_is_read_as_rows_of_samples_with_a_note(tmp_path):
+    arr = RNG.normal(size=(4096, 2))
+    np.save(tmp_path / "t.npy", arr)
+    media = io.load(str(tmp_path / "t.npy"))
+    assert media.samples.shape == (4096, 2) and media.time_axis == 0
+    assert any("2 channels of 4096 samples" in n for n in media.notes) and not any("ambiguous" in n for n in media.notes)
+    np.save(tmp_path / "one.npy", arr[:, 0])
+    assert io.load(str(tmp_path / "one.npy")).notes == []  # a 1-D array has one reading
+
+
+def test_axis_one_reads_csv_rows_as_channels(tmp_path):
+    src = tmp_path / "rows.csv"
+    src.write_text("1.5,2.5,3.5,4.5\n10,20,30,40\n")
+    media = io.load(str(src), axis=1)
+    np.testing.assert_array_equal(media.samples, [[1.5, 10], [2.5, 20], [3.5, 30], [4.5, 40]])
+    io.save(media, str(tmp_path / "out.csv"))
+    assert (tmp_path / "out.csv").read_text() == "1.5,2.5,3.5,4.5\n10,20,30,40\n"
+
+
+@pytest.mark.parametrize(("content", "axis", "pattern"), [
+    ("1-d", 1, "1-D"), ("2-d", 2, "--axis 2"), ("header", 1, "header"),
+])
+def test_bad_axis_is_a_one_line_input_error(tmp_path, content, axis, pattern):
+    if content == "header":
+        path = tmp_path / "h.csv"
+        path.write_text("a,b\n1,2\n3,4\n")
+    else:
+        path = tmp_path / "x.npy"
+        np.save(path, np.zeros(10) if content == "1-d" else np.zeros((10, 2)))
+    with pytest.raises(InputError, match=pattern) as err:
+        io.load(str(path), axis=axis)
+    assert "\n" not in str(err.value)
+
+
+def test_axis_is_ignored_with_a_note_for_images(tmp_path):
+    path = _write_pil(tmp_path / "g.png", _pixels((8, 8)), "PNG")
+    media = io.load(path, axis=1)
+    assert media.samples.shape == (8, 8, 1) and any("--axis" in n for n in media.notes)
