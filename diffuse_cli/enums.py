@@ -39,3 +39,39 @@ class Embedding(str, Enum):
 class ScheduleKind(str, Enum):
     linear = "linear"
     cosine = "cosine"
+
+
+class Loss(str, Enum):
+    """Training loss terms, alone or summed (``+``); ``--loss-weights`` follow the order of the value."""
+
+    mse = "mse"
+    l1 = "l1"
+    ssim = "ssim"
+    mse_ssim = "mse+ssim"
+    l1_ssim = "l1+ssim"
+    mse_l1 = "mse+l1"
+    mse_l1_ssim = "mse+l1+ssim"
+
+
+class Precision(str, Enum):
+    """Training and inference arithmetic: auto (mixed on a GPU, else float32), float32, mixed (float16 compute)."""
+
+    auto = "auto"
+    float32 = "float32"
+    mixed = "mixed"
+
+
+class Xla(str, Enum):
+    """XLA-compile the training forward/backward pass: auto (on with a GPU), on, off."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+class Strategy(str, Enum):
+    """tf.distribute strategy of a training run."""
+
+    default = "default"
+    mirrored = "mirrored"
+    multi_worker = "multi-worker"
