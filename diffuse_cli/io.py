@@ -29,6 +29,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from diffuse_cli import png16
 from diffuse_cli.errors import InputError
 
 IMAGE_FORMATS = ("png", "jpeg", "tiff", "bmp", "webp")
@@ -78,7 +79,7 @@ class Media:
     scale: float = 1.0  # file units per model unit
     alpha: np.ndarray | None = None  # image alpha (H, W), original dtype, carried untouched
     mode: str | None = None  # original Pillow mode ("L", "RGB", "RGBA", "I;16", "LA", "P", "CMYK", ...)
-    bit_depth: int | None = None  # image: 8, 16 or 32 (float)
+    bit_depth: int | None = None  # image: 8, 16 or 32 (float); 16-bit colour too (PNG, TIFF)
     sample_rate: int | None = None
     subtype: str | None = None  # soundfile subtype, e.g. "PCM_16"
     columns: list[str] | None = None  # CSV header names
@@ -363,6 +364,13 @@ def _native_stderr_captured(lines: list[str], active: bool = True):
 
 
 def _load_image(content: bytes | BinaryIO, head: bytes, source: str, fmt: str) -> Media:
+    # Pillow holds 16 bits per channel only for one channel: 16-bit colour goes through png16 / tifffile.
+    if fmt == "png" and png16.is_16_bit_colour(head):
+        return _load_png_16_bit_colour(content, source)
+    if fmt == "tiff":
+        media = _load_tiff_16_bit_colour(content, source)
+        if media is not None:
+            return media
     notes: list[str] = []
     native: list[str] = []
     try:
@@ -399,8 +407,9 @@ def _load_image(content: bytes | BinaryIO, head: bytes, source: str, fmt: str) -
         ) from exc
 
     original_mode = im.mode
-    if fmt == "png" and len(head) > 25 and head[24] == 16 and head[25] in (2, 6):
-        notes.append("16-bit colour PNG read as 8-bit (Pillow cannot hold 16-bit colour)")
+    if fmt == "tiff" and im.mode not in _SIXTEEN_BIT_MODES + ("I", "F") and max(_tiff_bits(im)) > 8:
+        notes.append(f"{max(_tiff_bits(im))}-bit {im.mode} TIFF read as 8-bit (only gray, RGB, RGBA and gray with "
+                     "alpha keep 16 bits)")
     if im.mode == "1":
         im = im.convert("L")
         notes.append("1-bit image: read as 8-bit gray")
@@ -462,6 +471,139 @@ def _load_image(content: bytes | BinaryIO, head: bytes, source: str, fmt: str) -
         source=source,
         notes=notes,
     )
+
+
+def _tiff_bits(im: Image.Image) -> tuple[int, ...]:
+    """BitsPerSample of a Pillow TIFF image (8 when the tag is missing)."""
+    bits = getattr(im, "tag_v2", {}).get(258, 8)
+    return tuple(bits) if isinstance(bits, (tuple, list)) and bits else (int(bits),)
+
+
+def _too_large(width: int, height: int, source: str) -> None:
+    """The limit Pillow applies to every other image (its bomb warning is an error here too)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise InputError(f"{source}: image too large ({width * height} pixels > {limit}); crop or downscale it first")
+
+
+def _media_16_bit_colour(pixels: np.ndarray, source: str, fmt: str, notes: list[str]) -> Media:
+    """uint16 (H, W, 2 | 3 | 4) gray + alpha, RGB or RGBA as Media: colour in model units, alpha carried as is."""
+    channels = pixels.shape[2]
+    alpha = np.ascontiguousarray(pixels[:, :, -1]) if channels in (2, 4) else None
+    colour = pixels[:, :, :1] if channels == 2 else pixels[:, :, :3]
+    return Media(
+        domain="image",
+        samples=_unit_table(65535, 32767.5)[colour],
+        fmt=fmt,
+        scale=32767.5,
+        alpha=alpha,
+        mode={2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}[channels],
+        bit_depth=16,
+        source=source,
+        notes=notes,
+    )
+
+
+def _load_png_16_bit_colour(content: bytes | BinaryIO, source: str) -> Media:
+    stream = io.BytesIO(content) if isinstance(content, bytes) else content
+    try:
+        found = png16.header(stream.read(33))
+        stream.seek(0)
+        if found is not None:
+            _too_large(found[0], found[1], source)
+        pixels = png16.read(stream)
+    except png16.PngError as exc:
+        raise InputError(f"{source}: corrupt or truncated png image ({_reason(exc)}); re-export it") from exc
+    return _media_16_bit_colour(pixels, source, "png", [])
+
+
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply a TIFF/EXIF orientation (1..8) to (H, W, C) pixels, as Pillow's ImageOps.exif_transpose does."""
+    turns = {2: lambda p: p[:, ::-1], 3: lambda p: p[::-1, ::-1], 4: lambda p: p[::-1],
+             5: lambda p: p.transpose(1, 0, 2), 6: lambda p: np.rot90(p, -1),
+             7: lambda p: p.transpose(1, 0, 2)[::-1, ::-1], 8: lambda p: np.rot90(p, 1)}
+    return np.ascontiguousarray(turns[orientation](pixels)) if orientation in turns else pixels
+
+
+def _load_tiff_16_bit_colour(content: bytes | BinaryIO, source: str) -> Media | None:
+    """A 16-bit RGB, RGBA or gray + alpha TIFF through tifffile (every bit kept); None for any other TIFF,
+    or one tifffile cannot parse (Pillow then reads it, or says why it cannot)."""
+    stream = io.BytesIO(content) if isinstance(content, bytes) else content
+    with _tifffile_quiet():
+        return _read_tiff_16_bit_colour(stream, source)
+
+
+@contextlib.contextmanager
+def _tifffile_quiet():
+    """tifffile reports damaged tags through the logging module (stderr) and warnings: silence both; what
+    matters becomes our one-line error (or Pillow's, for the TIFFs left to it)."""
+    import logging
+
+    logger = logging.getLogger("tifffile")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.disabled = disabled
+
+
+def _read_tiff_16_bit_colour(stream: BinaryIO, source: str) -> Media | None:
+    import tifffile  # only for TIFF inputs: other commands and formats do not pay for the import
+
+    try:
+        tif = tifffile.TiffFile(stream)
+    except Exception:
+        stream.seek(0)
+        return None
+    try:
+        try:  # anything odd about the first page: not ours to read, Pillow decides
+            page = tif.pages[0]
+            extra = tuple(int(e) for e in (page.extrasamples or ()))
+            colour = int(page.photometric) == 2 and page.samplesperpixel in (3, 4)
+            gray_alpha = int(page.photometric) == 1 and page.samplesperpixel == 2
+            if page.bitspersample != 16 or int(page.sampleformat) != 1 or not (colour or gray_alpha):
+                return None
+            height, width = int(page.imagelength), int(page.imagewidth)
+        except Exception:
+            return None
+        _too_large(width, height, source)
+        try:
+            frames = len(tif.pages)
+        except Exception:  # a damaged chain of later pages: the first one is what is read
+            frames = 1
+        notes = [f"multi-page TIFF: used the first of {frames} frames"] if frames > 1 else []
+        try:
+            pixels = page.asarray()
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is one line
+            name = getattr(page.compression, "name", str(page.compression))
+            if "imagecodecs" in str(exc):
+                raise InputError(
+                    f"{source}: 16-bit colour TIFF with {name} compression: reading it without losing bits needs "
+                    "the imagecodecs package (pip install imagecodecs), or re-save it uncompressed or with ZIP "
+                    "(deflate) compression"
+                ) from exc
+            raise InputError(f"{source}: corrupt or truncated tiff image ({_reason(exc)}); re-export it") from exc
+        if page.axes.startswith("S"):  # planar configuration "separate": (S, H, W)
+            pixels = np.moveaxis(pixels, 0, -1)
+        if pixels.shape != (height, width, page.samplesperpixel):
+            raise InputError(f"{source}: unsupported TIFF layout {page.axes} {pixels.shape}; "
+                             "save it as a plain RGB TIFF")
+        pixels = pixels.astype(np.uint16, copy=False)
+        if extra and extra[0] == 1 and pixels.shape[2] in (2, 4):  # associated (premultiplied) alpha: undo it
+            a = pixels[:, :, -1:].astype(np.float64)
+            colour_part = np.where(a > 0, np.rint(pixels[:, :, :-1] * 65535.0 / np.maximum(a, 1)), 0)
+            pixels = np.concatenate([np.clip(colour_part, 0, 65535).astype(np.uint16), pixels[:, :, -1:]], axis=2)
+        tag = page.tags.get(274)
+        orientation = int(tag.value) if tag is not None else 1
+        if orientation not in (1, 0):
+            pixels = _orient(pixels, orientation)
+            notes.append("applied the EXIF orientation")
+        return _media_16_bit_colour(pixels, source, "tiff", notes)
+    finally:
+        tif.close()
+        stream.seek(0)
 
 
 def _image_strips(im: Image.Image, table: np.ndarray) -> np.ndarray:
@@ -812,12 +954,15 @@ def _encode_image(
     if want == 24:
         want = 16
     depth = want
-    if depth > 8 and (channels != 1 or alpha is not None):
-        notes.append(f"{name} via Pillow holds {depth}-bit only for gray without alpha: wrote 8-bit")
-        depth = 8
     if depth not in depths:
         depth = max(d for d in depths if d <= depth)
         notes.append(f"{name} cannot hold {want}-bit: wrote {depth}-bit")
+    if depth == 32 and (channels != 1 or alpha is not None):
+        notes.append(f"{name} holds 32-bit float only for gray without alpha: wrote 16-bit")
+        depth = 16
+    if depth == 16 and (channels != 1 or alpha is not None):  # 16-bit colour or alpha: PNG and TIFF hold it
+        _encode_16_bit_colour(samples, alpha, fmt, out)
+        return
 
     if depth == 32:
         pixels = _to_pixels(samples[:, :, :1], np.float32)[:, :, 0]
@@ -855,6 +1000,29 @@ def _encode_image(
         options = {"compress_level": 6}
     del pixels
     image.save(out, format=_PIL_NAMES[fmt], **options)
+
+
+def _encode_16_bit_colour(samples: np.ndarray, alpha: np.ndarray | None, fmt: str, out: BinaryIO) -> None:
+    """RGB, RGBA or gray + alpha at 16 bits per channel: PNG through png16, TIFF through tifffile (uncompressed,
+    as Pillow writes TIFF). An 8-bit alpha is widened (``a * 257``), a 16-bit one written as it is."""
+    pixels = _to_pixels(samples, np.uint16)
+    if alpha is not None:
+        if alpha.dtype == np.uint16:
+            a = alpha
+        elif alpha.dtype == np.uint8:
+            a = alpha.astype(np.uint16) * 257
+        else:
+            top = float(np.iinfo(alpha.dtype).max) if alpha.dtype.kind in "iu" else 1.0
+            a = np.clip(np.rint(alpha.astype(np.float64) / top * 65535.0), 0, 65535).astype(np.uint16)
+        pixels = np.concatenate([pixels, a[:, :, None]], axis=2)
+    if fmt == "png":
+        png16.write(out, pixels)
+        return
+    import tifffile
+
+    tifffile.imwrite(out, pixels, photometric="rgb" if samples.shape[2] == 3 else "minisblack",
+                     planarconfig="contig", extrasamples=("unassalpha",) if alpha is not None else None,
+                     metadata=None)
 
 
 _STRIP = 1 << 20  # values converted at a time: float64 temporaries stay at a few MB for any image size

@@ -294,3 +294,34 @@ def test_noise_on_a_channels_first_npy_works_along_time(tmp_path):
     assert r.returncode == 0 and np.array_equal(np.load(tmp_path / "rows.npy"), noisy)
     r = diffuse("noise", src, "-o", tmp_path / "bad.npy", "--snr", "10", "--axis", "3")
     assert r.returncode == 2 and "--axis" in r.stderr and not (tmp_path / "bad.npy").exists()
+
+
+@pytest.mark.parametrize("ext", [".tif", ".png"])
+def test_noise_keeps_16_bit_colour(tmp_path, ext):
+    """16-bit RGB in, 16-bit RGB out: --sigma 0 changes nothing, --sigma 1000 is 1000 in 0..65535 units."""
+    tifffile = pytest.importorskip("tifffile")
+    from diffuse_cli import png16
+
+    y, x = np.mgrid[0:64, 0:80]
+    pixels = np.stack([20000 + 100 * x, 30000 + 150 * y, 25000 + 50 * (x + y)], axis=-1).astype(np.uint16)
+    src = tmp_path / f"in{ext}"
+    if ext == ".tif":
+        tifffile.imwrite(src, pixels, photometric="rgb")
+        read = tifffile.imread
+    else:
+        with open(src, "wb") as handle:
+            png16.write(handle, pixels)
+
+        def read(path):
+            with open(path, "rb") as handle:
+                return png16.read(handle)
+    same, noisy = tmp_path / f"same{ext}", tmp_path / f"noisy{ext}"
+    r = diffuse("noise", src, "-o", same, "--sigma", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["psnr_db"] is None  # identical: infinite PSNR, null in JSON
+    np.testing.assert_array_equal(read(same), pixels)
+    r = diffuse("noise", src, "-o", noisy, "--sigma", "1000", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    out = read(noisy)
+    assert out.dtype == np.uint16 and out.shape == pixels.shape
+    assert abs(np.std(out.astype(np.float64) - pixels) / 1000 - 1) < 0.05

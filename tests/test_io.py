@@ -710,7 +710,8 @@ def test_tall_npy_is_read_as_rows_of_samples_with_a_note(tmp_path):
     np.save(tmp_path / "t.npy", arr)
     media = io.load(str(tmp_path / "t.npy"))
     assert media.samples.shape == (4096, 2) and media.time_axis == 0
-    assert any("2 channels of 4096 samples" in n for n in media.notes) and not any("ambiguous" in n for n in media.notes)
+    assert any("2 channels of 4096 samples" in n for n in media.notes)
+    assert not any("ambiguous" in n for n in media.notes)
     np.save(tmp_path / "one.npy", arr[:, 0])
     assert io.load(str(tmp_path / "one.npy")).notes == []  # a 1-D array has one reading
 
@@ -743,3 +744,153 @@ def test_axis_is_ignored_with_a_note_for_images(tmp_path):
     path = _write_pil(tmp_path / "g.png", _pixels((8, 8)), "PNG")
     media = io.load(path, axis=1)
     assert media.samples.shape == (8, 8, 1) and any("--axis" in n for n in media.notes)
+
+
+# ------------------------------------------------------------------------------------------------ 16-bit colour
+
+
+def _png_16(pixels: np.ndarray, filters=(0, 1, 2, 3, 4), interlace: bool = False) -> bytes:
+    """A 16-bit colour PNG written here, independently of diffuse_cli (plain Python filters, spec §9)."""
+    import struct
+    import zlib
+
+    def filtered(sub: np.ndarray) -> bytes:
+        height, width, channels = sub.shape
+        bpp = 2 * channels
+        raw = sub.astype(">u2").view(np.uint8).reshape(height, width * bpp).astype(int).tolist()
+        data = bytearray()
+        for r, row in enumerate(raw):
+            kind = filters[r % len(filters)]
+            data.append(kind)
+            for i, x in enumerate(row):
+                a = row[i - bpp] if i >= bpp else 0
+                b = raw[r - 1][i] if r else 0
+                c = raw[r - 1][i - bpp] if r and i >= bpp else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                paeth = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                data.append((x - (0, a, b, (a + b) // 2, paeth)[kind]) % 256)
+        return bytes(data)
+
+    height, width, channels = pixels.shape
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    subs = [pixels[y::dy, x::dx] for x, y, dx, dy in passes] if interlace else [pixels]
+    body = b"".join(filtered(s) for s in subs if s.size)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, {2: 4, 3: 2, 4: 6}[channels], 0, 0, int(interlace))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(body)) + chunk(b"IEND", b""))
+
+
+def _check_16_bit(media: io.Media, pixels: np.ndarray) -> None:
+    colour = pixels[:, :, :1] if pixels.shape[2] == 2 else pixels[:, :, :3]
+    assert media.bit_depth == 16 and media.scale == 32767.5
+    np.testing.assert_array_equal(np.rint((media.samples.astype(np.float64) + 1) * 32767.5), colour)
+    if pixels.shape[2] in (2, 4):
+        assert media.alpha.dtype == np.uint16
+        np.testing.assert_array_equal(media.alpha, pixels[:, :, -1])
+    else:
+        assert media.alpha is None
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4], ids=["gray-alpha", "rgb", "rgba"])
+@pytest.mark.parametrize("interlace", [False, True], ids=["plain", "adam7"])
+def test_16_bit_colour_png_round_trip_is_exact(tmp_path, channels, interlace):
+    pixels = _pixels((13, 17, channels), np.uint16)
+    pixels[0, 0] = 65535
+    pixels[0, 1] = 300  # > 255: lost by an 8-bit reading
+    src = tmp_path / "in.png"
+    src.write_bytes(_png_16(pixels, interlace=interlace))
+    media = io.load(str(src))
+    _check_16_bit(media, pixels)
+    io.save(media, str(tmp_path / "out.png"))
+    _check_16_bit(io.load(str(tmp_path / "out.png")), pixels)
+    assert io.load(str(tmp_path / "out.png")).bit_depth == 16
+    with Image.open(tmp_path / "out.png") as written:  # a valid PNG to a third party too (Pillow: top 8 bits)
+        assert written.size == (17, 13)
+        if channels == 3:
+            np.testing.assert_array_equal(np.asarray(written), (pixels >> 8).astype(np.uint8))
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4], ids=["gray-alpha", "rgb", "rgba"])
+@pytest.mark.parametrize("planar", ["contig", "separate"])
+def test_16_bit_colour_tiff_round_trip_is_exact(tmp_path, channels, planar):
+    tifffile = pytest.importorskip("tifffile")  # a dependency of diffuse_cli
+    pixels = _pixels((11, 9, channels), np.uint16)
+    pixels[0, 0] = 4095
+    stored = np.moveaxis(pixels, -1, 0) if planar == "separate" else pixels
+    tifffile.imwrite(tmp_path / "in.tif", stored, photometric="rgb" if channels >= 3 else "minisblack",
+                     planarconfig=planar, extrasamples=("unassalpha",) if channels in (2, 4) else None)
+    media = io.load(str(tmp_path / "in.tif"))
+    _check_16_bit(media, pixels)
+    io.save(media, str(tmp_path / "out.tif"))
+    written = tifffile.imread(tmp_path / "out.tif")
+    assert written.dtype == np.uint16
+    np.testing.assert_array_equal(written, pixels)
+
+
+def test_16_bit_tiff_orientation_is_applied(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    pixels = _pixels((4, 6, 3), np.uint16)
+    tifffile.imwrite(tmp_path / "o.tif", pixels, photometric="rgb", extratags=[(274, "H", 1, 6, True)])
+    media = io.load(str(tmp_path / "o.tif"))
+    _check_16_bit(media, np.rot90(pixels, -1))  # orientation 6: rotate 90 degrees clockwise to display
+    assert "applied the EXIF orientation" in media.notes
+
+
+def test_8_bit_colour_written_at_16_bits_on_request(tmp_path):
+    pixels = _pixels((5, 7, 4))
+    media = io.load(_write_pil(tmp_path / "in.png", pixels, "PNG"))
+    notes: list[str] = []
+    io.save(media, str(tmp_path / "out.png"), bit_depth=16, notes=notes)
+    back = io.load(str(tmp_path / "out.png"))
+    assert back.bit_depth == 16 and notes == []
+    _check_16_bit(back, pixels.astype(np.uint16) * 257)
+
+
+def test_16_bit_colour_to_jpeg_says_8_bit(tmp_path):
+    src = tmp_path / "in.png"
+    src.write_bytes(_png_16(_pixels((6, 6, 3), np.uint16)))
+    notes: list[str] = []
+    io.save(io.load(str(src)), str(tmp_path / "out.jpg"), notes=notes)
+    assert any("8-bit" in n for n in notes)
+
+
+def _lzw_tiff_16_bit_rgb(pixels: np.ndarray) -> bytes:
+    """A tiny LZW-compressed 16-bit RGB TIFF, written by hand: every byte a 9-bit literal code (no table use)."""
+    import struct
+
+    data = pixels.astype("<u2").tobytes()
+    codes = [256, *data, 257]  # clear, literals, end of information
+    bits = "".join(format(code, "09b") for code in codes)
+    bits += "0" * (-len(bits) % 8)
+    strip = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
+    height, width, _ = pixels.shape
+    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, 0), (259, 3, 1, 5), (262, 3, 1, 2),
+            (273, 4, 1, 0), (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, len(strip)), (284, 3, 1, 1)]
+    ifd_size = 2 + 12 * len(tags) + 4
+    bits_at = 8 + ifd_size
+    strip_at = bits_at + 6
+    entries = b""
+    for tag, kind, count, value in tags:
+        value = {258: bits_at, 273: strip_at}.get(tag, value)
+        packed = struct.pack("<HHI", tag, kind, count)
+        entries += packed + (struct.pack("<HH", value, 0) if kind == 3 and tag != 258 else struct.pack("<I", value))
+    return (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(tags)) + entries + b"\x00" * 4
+            + struct.pack("<HHH", 16, 16, 16) + strip)
+
+
+def test_16_bit_colour_tiff_is_never_truncated_silently(tmp_path):
+    """LZW needs imagecodecs in tifffile: without it the file is refused with the fix, never read as 8-bit."""
+    pixels = _pixels((3, 4, 3), np.uint16)
+    pixels[0, 0] = 40000
+    src = tmp_path / "lzw.tif"
+    src.write_bytes(_lzw_tiff_16_bit_rgb(pixels))
+    try:
+        media = io.load(str(src))
+    except InputError as err:
+        assert "imagecodecs" in str(err) and "16-bit" in str(err) and "\n" not in str(err)
+    else:
+        _check_16_bit(media, pixels)
