@@ -37,11 +37,30 @@ def _env() -> dict:
     return {**os.environ, "COLUMNS": "120", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+def _default_signals() -> None:
+    """In the child before exec: SIGINT and SIGTERM as a terminal gives them. A test run whose parent ignores
+    SIGINT (``make test &``, nohup, some CI runners) would pass SIG_IGN on, and Python then never raises
+    KeyboardInterrupt: the Ctrl-C tests would test the inherited disposition, not the program."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def start(args: list, log: Path) -> subprocess.Popen:
     """`python -m diffuse_cli ARGS` in the background; stderr goes to ``log`` (no pipe to fill up)."""
     with open(log, "wb") as err:
         return subprocess.Popen([sys.executable, "-m", "diffuse_cli", *map(str, args)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err, env=_env())
+                                stdout=subprocess.DEVNULL, stderr=err, env=_env(), preexec_fn=_default_signals)
+
+
+def wait(proc: subprocess.Popen, timeout: float, log: Path) -> int:
+    """The child's exit code; a child still running after ``timeout`` (a signal it did not act on) is killed
+    and the test fails, instead of leaving it running."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"still running {timeout} s after the signal: {log.read_text()[-2000:]}")
 
 
 def latest_step(model_dir: Path) -> int | None:
@@ -91,7 +110,7 @@ def test_signal_saves_checkpoint_and_resume_continues(tmp_path, sig, code):
     proc = start(train_args(out, 1_000_000), log)
     wait_for_checkpoint(proc, out, log, at_least=EVERY)
     proc.send_signal(sig)
-    assert proc.wait(timeout=300) == code, log.read_text()
+    assert wait(proc, 300, log) == code, log.read_text()
     err = log.read_text()
     found = re.search(r"interrupted: checkpoint saved at step (\d+)", err)
     assert found, err
@@ -208,7 +227,7 @@ def test_sigterm_during_noise_exits_143_and_cleans_up(tmp_path):
         proc = start(["noise", src, "-o", out, "--sigma", "10", "--seed", "1"], tmp_path / "noise.log")
         time.sleep(rng.uniform(1.0, 4.0))
         proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=60)
+        code = wait(proc, 60, tmp_path / "noise.log")
         err = (tmp_path / "noise.log").read_text()
         assert code in (0, 143, -signal.SIGTERM), (code, err)  # -15: before main() installed its handler
         assert "Traceback" not in err
@@ -240,7 +259,7 @@ def test_ctrl_c_during_denoise_says_interrupted(tmp_path):
     proc = start(["denoise", src, "-o", out, "--method", "ddim", "--steps", "50"], tmp_path / "denoise.log")
     time.sleep(6.0)  # past the imports, inside 50 network passes over 1.4 Mpixel x 3 channels
     proc.send_signal(signal.SIGINT)
-    code = proc.wait(timeout=120)
+    code = wait(proc, 120, tmp_path / "denoise.log")
     err = (tmp_path / "denoise.log").read_text()
     assert code == 130, (code, err)
     assert err.strip().splitlines()[-1] == "diffuse: interrupted", err
