@@ -161,7 +161,7 @@ ENGINE_CHILD = """
 import sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-from diffuse_cli import denoise, modelstore
+from diffuse_cli import denoising, modelstore
 from diffuse_cli.io import Media
 model = modelstore.load_model(sys.argv[2])
 for path in sys.argv[3:]:
@@ -181,7 +181,7 @@ for path in sys.argv[3:]:
         samples, rate = sf.read(path, dtype="float32", always_2d=True)
         media = Media(domain="audio", samples=samples, fmt="wav", sample_rate=rate, subtype="PCM_16")
     t0 = time.perf_counter()
-    denoise.denoise_media(media, model, denoise.DenoiseOptions(), in_place=True)
+    denoising.denoise_media(media, model, denoising.DenoiseOptions(), in_place=True)
     print(path, time.perf_counter() - t0, flush=True)
     del media, samples
 """

@@ -15,7 +15,7 @@ Protocol (design.md §7: numbers are only comparable when measured the same way)
 - Classical methods get the *known* noise level. Their free parameter (TV weight, NLM h, Wiener window,
   noisereduce strength) is picked per noise level from a small grid by the best mean score over the
   benchmark set itself: an oracle choice that can only flatter the baselines.
-- Ours runs in-process through the package engine (diffuse_cli.denoise.denoise_media) with the known
+- Ours runs in-process through the package engine (diffuse_cli.denoising.denoise_media) with the known
   sigma and with the estimated one (sigma=None), one-step and DDIM (10 steps). Timings exclude the first
   call (graph tracing), which is reported separately.
 
@@ -47,7 +47,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from diffuse_cli import denoise, metrics  # noqa: E402
+from diffuse_cli import denoising, metrics  # noqa: E402
 from diffuse_cli import io as dio  # noqa: E402
 from diffuse_cli import models as bundled  # noqa: E402
 from diffuse_cli.errors import InputError  # noqa: E402
@@ -331,21 +331,21 @@ class Ours:
         self.loaded_as[kind] = path
         cfg = model.config
         rel = os.path.relpath(path)
-        self.chosen[kind] = {"path": path if rel.startswith("..") else rel, "arch": cfg.get("arch"),
-                             "widths": cfg.get("widths"),
-                             "channels": cfg.get("channels"), "schedule": cfg.get("schedule"),
-                             "sample_rate": cfg.get("sample_rate"),
-                             "training": {k: v for k, v in (cfg.get("training") or {}).items() if k != "history"}}
+        self.chosen[kind] = {"path": path if rel.startswith("..") else rel, "arch": cfg.arch,
+                             "widths": list(cfg.widths),
+                             "channels": cfg.channels, "schedule": cfg.schedule,
+                             "sample_rate": cfg.sample_rate,
+                             "training": {k: v for k, v in (cfg.training or {}).items() if k != "history"}}
         return model
 
-    def run(self, model, media: dio.Media, opts: denoise.DenoiseOptions,
+    def run(self, model, media: dio.Media, opts: denoising.DenoiseOptions,
             warm_key: str) -> tuple[dio.Media, dict, float]:
         if warm_key not in self.first_call:  # the first call traces the graph: time it apart
             t0 = time.perf_counter()
-            denoise.denoise_media(media, model, opts)
+            denoising.denoise_media(media, model, opts)
             self.first_call[warm_key] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out, info = denoise.denoise_media(media, model, opts)
+        out, info = denoising.denoise_media(media, model, opts)
         return out, info, time.perf_counter() - t0
 
 
@@ -405,7 +405,7 @@ def run_ours_images(ours: Ours, kind: str, items: list[Item], noisy: list[np.nda
     for key, _label, method, known in variants:
         for i, (item, y) in enumerate(zip(items, noisy)):
             media = dio.load_bytes(png_bytes(y), f"{item.name}.png")
-            opts = denoise.DenoiseOptions(
+            opts = denoising.DenoiseOptions(
                 sigma=float(level) if (known and section == "gaussian") else None, method=method, steps=DDIM_STEPS,
                 noise_kind="salt-pepper" if section == "salt-pepper" else "gaussian", seed=0)
             try:
@@ -521,7 +521,7 @@ def audio_benchmark(args, speech: list[Item], rate: int, ours: Ours, tuning: dic
                 for key, method, known in (("ours-1", "onestep", True), ("ours-1e", "onestep", False)):
                     for it, y, s in zip(speech, noisy, sigmas):
                         media = dio.load_bytes(wav_bytes(y, rate), f"{it.name}.wav")
-                        opts = denoise.DenoiseOptions(sigma=s if known else None, method=method, seed=0)
+                        opts = denoising.DenoiseOptions(sigma=s if known else None, method=method, seed=0)
                         try:
                             out, info, sec = ours.run(model, media, opts, f"audio/{method}")
                         except InputError as exc:
@@ -906,7 +906,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark set itself (an oracle choice that favours the baselines); chosen values in report.json 'tuning'.",
         "BM3D: bm3d.bm3d(sigma_psd=σ/255) on [0,1]; color: CBM3D bm3d.bm3d_rgb. NLM scikit-image: fast_mode, "
         "patch 5, distance 6, sigma=σ; OpenCV: fastNlMeansDenoising(Colored), template 7, search 21.",
-        "Ours: diffuse_cli.denoise.denoise_media in-process, one-step and DDIM-10, with the known sigma and with "
+        "Ours: diffuse_cli.denoising.denoise_media in-process, one-step and DDIM-10, with the known sigma and with "
         "sigma=None (estimated); s/MP excludes the first call (graph tracing), reported as first_call_s.",
         "Salt-and-pepper: half salt (255), half pepper (0); ours uses noise_kind='salt-pepper' and an estimated sigma.",
         "Speech: white noise at the input SNR, noisy input written/read as 16-bit PCM; SI-SDR/SNR in dB; RTF = "

@@ -1,4 +1,5 @@
-"""denoise.py: noise estimation, t*, one-step/DDIM/DDPM from an observation, tiling, salt-and-pepper.
+"""The denoising package: noise estimation, t*, one-step/DDIM/DDPM from an observation, tiling,
+colour, salt-and-pepper, model fit, the whole job.
 
 All with dummy models (numpy functions standing in for the network), so the suite runs in seconds.
 """
@@ -12,8 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffuse_cli import denoise as dn
+from diffuse_cli import colour
+from diffuse_cli import denoising as dn
 from diffuse_cli import impulses as imp
+from diffuse_cli.config import default_config
+from diffuse_cli.denoising import estimate, tiling
+from diffuse_cli.enums import Method, NoiseKind
 from diffuse_cli.errors import InputError
 from diffuse_cli.schedule import Schedule
 
@@ -27,13 +32,13 @@ SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 class DummyModel:
     """``eps = f(x_t, t)`` with the attributes denoise needs; counts calls and remembers tile shapes."""
 
-    def __init__(self, fn, rank=2, channels=1, multiple=4, arch="unet", length=None, domain=None):
+    def __init__(self, fn, rank=2, channels=1, multiple=4, arch="unet", length=None, domain=None, **config):
         self.fn = fn
         self.schedule = SCHEDULE
         self.rank = rank
         self.size_multiple = multiple if arch != "dense" else length
-        self.config = {"channels": channels, "arch": arch, "length": length,
-                       "domain": domain or ("image" if rank == 2 else "audio")}
+        self.config = default_config(domain or ("image" if rank == 2 else "audio"), channels, arch=arch,
+                                     length=length, **config)
         self.shapes: list[tuple] = []
 
     def eps(self, x_t: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -147,6 +152,96 @@ def test_onestep_reference_values_with_diffusers_dummy():
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
+# Hand-computed schedule for the tests below, independent of diffuse_cli.schedule: linear betas for
+# T = 1000 (1e-4 .. 0.02), alpha_bar their cumulative product, log-linear between integer steps.
+_HAND_AB = np.concatenate([[1.0], np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))])
+
+
+def _hand_alpha_bar(t: float) -> float:
+    i = min(int(math.floor(t)), 999)
+    f = t - i
+    return math.exp((1 - f) * math.log(_HAND_AB[i]) + f * math.log(_HAND_AB[i + 1]))
+
+
+def _hand_t_star(sigma: float) -> float:
+    """Bisection for alpha_bar(t) = 1 / (1 + sigma^2)."""
+    lo, hi, target = 0.0, 1000.0, 1 / (1 + sigma**2)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _hand_alpha_bar(mid) > target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _recording(calls: list):
+    """A dummy network ``eps = x_t * t / (t + 1)`` that records what it is given."""
+
+    def fn(x_t, t):
+        calls.append((x_t.copy(), t.copy()))
+        return pointwise(x_t, t)
+
+    return fn
+
+
+@pytest.mark.parametrize("method", ["onestep", "ddim", "ddpm"])
+def test_network_gets_the_scaled_observation_at_t_star(method):
+    """The first call sees ``x_t* = sqrt(alpha_bar(t*)) * y`` at ``t*`` (both by hand), whatever the method."""
+    y = smooth_image(16, 16) + 0.1 * np.random.default_rng(0).standard_normal((16, 16, 1))
+    sigma = 0.2
+    calls: list = []
+    dn.denoise_array(y, DummyModel(_recording(calls)), sigma, dn.DenoiseOptions(method=method, steps=3),
+                     np.random.default_rng(0))
+    x_t, t = calls[0]
+    t_hand = _hand_t_star(sigma)
+    assert t.shape == (1,) and t[0] == pytest.approx(t_hand, abs=1e-4)
+    assert 40 < t_hand < 60  # sigma 0.2 of the linear schedule: not 0, not T
+    np.testing.assert_allclose(x_t[0], math.sqrt(_hand_alpha_bar(t_hand)) * y, rtol=0, atol=1e-6)
+    assert math.sqrt(_hand_alpha_bar(t_hand)) < 0.99  # the scale is not 1: this would notice its loss
+
+
+def test_ddim_steps_by_hand():
+    """DDIM (eta 0) with ``eps = x_t t / (t + 1)`` over 2 steps t* -> t*/2 -> 0, every formula written out:
+    ``x0 = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)``, ``x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s) eps``."""
+    y = np.linspace(-0.9, 0.9, 64).reshape(8, 8, 1)
+    sigma = 0.3
+    calls: list = []
+    out = dn.denoise_array(y, DummyModel(_recording(calls)), sigma,
+                           dn.DenoiseOptions(method="ddim", steps=2), None)
+    t0 = _hand_t_star(sigma)
+    x = math.sqrt(_hand_alpha_bar(t0)) * y
+    for k, (t, s) in enumerate([(t0, t0 / 2), (t0 / 2, 0.0)]):
+        ab_t, ab_s = _hand_alpha_bar(t), _hand_alpha_bar(s)
+        assert calls[k][1][0] == pytest.approx(t, abs=1e-4)
+        np.testing.assert_allclose(calls[k][0][0], x, atol=1e-6)  # the state the network sees at step k
+        eps = x * t / (t + 1)
+        x0 = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)
+        x = math.sqrt(ab_s) * x0 + math.sqrt(1 - ab_s) * eps
+    assert len(calls) == 2
+    np.testing.assert_allclose(out, x, atol=1e-5)
+    assert np.abs(out - y).max() > 1e-2  # the steps changed the input
+
+
+def test_ddpm_steps_by_hand():
+    """Ancestral DDPM with ``eps = x_t t / (t + 1)`` over 2 steps, noise from the same generator:
+    ``mean = sqrt(ab_s) beta / (1 - ab_t) x0 + sqrt(alpha) (1 - ab_s) / (1 - ab_t) x_t``,
+    ``var = beta (1 - ab_s) / (1 - ab_t)`` with ``alpha = ab_t / ab_s``, ``beta = 1 - alpha``."""
+    y = np.linspace(-0.9, 0.9, 64).reshape(8, 8, 1)
+    sigma = 0.3
+    out = dn.denoise_array(y, DummyModel(pointwise), sigma, dn.DenoiseOptions(method="ddpm", steps=2),
+                           np.random.default_rng(7))
+    rng = np.random.default_rng(7)
+    t0 = _hand_t_star(sigma)
+    x = math.sqrt(_hand_alpha_bar(t0)) * y[None]
+    for t, s in [(t0, t0 / 2), (t0 / 2, 0.0)]:
+        ab_t, ab_s = _hand_alpha_bar(t), _hand_alpha_bar(s)
+        eps = x * t / (t + 1)
+        x0 = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)
+        alpha = ab_t / ab_s
+        beta = 1 - alpha
+        mean = math.sqrt(ab_s) * beta / (1 - ab_t) * x0 + math.sqrt(alpha) * (1 - ab_s) / (1 - ab_t) * x
+        x = mean + math.sqrt(beta * (1 - ab_s) / (1 - ab_t)) * rng.standard_normal(x.shape)
+    np.testing.assert_allclose(out, x[0], atol=1e-5)
+
+
 def test_ddpm_honours_seed():
     x = smooth_image(24, 24)
     opts = dn.DenoiseOptions(method="ddpm", steps=4)
@@ -187,19 +282,20 @@ def test_constant_image_stays_constant_across_tiles():
 
 
 def test_tiles_show_no_seams_with_local_model():
-    """A model with a 3x3 receptive field: tiled output stays within a hair of the one-tile output, and
-    the residual differences are not concentrated on the tile borders."""
+    """A model with a 3x3 receptive field sees the wrong neighbours at a tile's edge. The ramp windows give
+    those edge pixels almost no weight, so the tiled output stays within a hair of the one-tile output,
+    also in its jumps across tile borders (equal weights, no ramp, would leave errors of about 8e-3)."""
     x = smooth_image(96, 96) + 0.1 * np.random.default_rng(0).standard_normal((96, 96, 1))
     big = dn.denoise_array(x, DummyModel(local3), 0.2, dn.DenoiseOptions(tile=128), None)
-    tiled = dn.denoise_array(x, DummyModel(local3), 0.2, dn.DenoiseOptions(tile=32, overlap=16), None)
-    diff = np.abs(tiled - big)[..., 0]
-    assert diff.max() < 2e-3
-    # Seams: jumps of the output across tile boundaries are no larger than jumps elsewhere.
-    jumps = np.abs(np.diff(tiled[..., 0], axis=1))
-    starts = dn._tile_starts(96, 32, 16)
+    model = DummyModel(local3)
+    tiled = dn.denoise_array(x, model, 0.2, dn.DenoiseOptions(tile=32, overlap=16), None)
+    assert {s[1:3] for s in model.shapes} == {(32, 32)}  # really tiled
+    diff = (tiled - big)[..., 0]
+    assert np.abs(diff).max() < 5e-4
+    starts = tiling.tile_starts(96, 32, 16)
     border_cols = sorted({s - 1 for s in starts if s > 0} | {s + 31 for s in starts if s + 32 < 96})
-    assert jumps[:, border_cols].max() <= jumps.max() + 1e-9
-    assert np.abs(np.diff(tiled - big, axis=1)).max() < 2e-3
+    seams = np.abs(np.diff(diff, axis=1))[:, border_cols]  # jump across a border, tiled minus untiled
+    assert seams.max() < 5e-4
 
 
 def test_small_image_is_one_padded_tile():
@@ -266,30 +362,25 @@ def test_estimate_sigma_images(kind, sigma255):
     assert est == pytest.approx(sigma255, rel=0.15)
 
 
-def _natural_photos() -> list[np.ndarray]:
-    photos = []
-    path = SAMPLE_DATA / "photo-gray.png"
-    if path.exists():
-        from PIL import Image
+def _natural_photos() -> dict[str, np.ndarray]:
+    """The three photos of sample_data (in the repository, so every machine tests the same ones), in [-1, 1]."""
+    from PIL import Image
 
-        photos.append(np.asarray(Image.open(path).convert("L"), dtype=np.float64) / 127.5 - 1)
-    try:
-        import skimage.data
+    def read(name: str, peak: float) -> np.ndarray:
+        return np.asarray(Image.open(SAMPLE_DATA / name), dtype=np.float64) / (peak / 2) - 1
 
-        photos += [skimage.data.camera() / 127.5 - 1, skimage.data.astronaut()[..., 1] / 127.5 - 1]
-    except ImportError:
-        pass
-    return [p[..., None] for p in photos]
+    return {"camera": read("photo-gray.png", 255.0)[..., None],
+            "coffee (green)": read("photo-color.png", 255.0)[..., 1:2],
+            "astronaut (16-bit)": read("photo-gray16.png", 65535.0)[..., None]}
 
 
 @pytest.mark.parametrize("sigma255", [10, 25, 50])
-def test_estimate_sigma_natural_photos(sigma255):
-    photos = _natural_photos()
-    if not photos:
-        pytest.skip("no natural photo available")
-    for photo in photos:
-        est = dn.estimate_sigma(_noisy(photo, sigma255, 3), 2, (-1.0, 1.0)) * 127.5
-        assert est == pytest.approx(sigma255, rel=0.15)
+@pytest.mark.parametrize("photo", ["camera", "coffee (green)", "astronaut (16-bit)"])
+def test_estimate_sigma_natural_photos(photo, sigma255):
+    image = _natural_photos()[photo]
+    assert image.shape == (256, 256, 1)
+    est = dn.estimate_sigma(_noisy(image, sigma255, 3), 2, (-1.0, 1.0)) * 127.5
+    assert est == pytest.approx(sigma255, rel=0.15)
 
 
 @pytest.mark.parametrize("sigma255", [10, 25, 50])
@@ -314,7 +405,42 @@ def test_estimate_sigma_audio_with_silence():
 
 
 def test_estimate_sigma_ignores_a_straight_time_column():
-    assert dn.estimate_sigma(np.arange(2000.0)[:, None] * 30, 1) == 0.0
+    """A time column next to a measurement (noise.axis_columns) has no noise; the measurement keeps its own."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    time = 1000.0 + 30.0 * np.arange(n)
+    value = np.sin(np.arange(n) / 50) + 0.1 * rng.standard_normal(n)
+    sigmas = estimate.channel_sigmas(np.stack([time, value], -1)[None], 1, None)
+    assert sigmas[0] == 0.0 and sigmas[1] == pytest.approx(0.1, rel=0.15)
+    # Windows of a long input: the column is an axis only when it is straight in every window.
+    windows = np.stack([np.stack([time, value], -1)[a : a + 1000] for a in (0, 1500, 3000)])
+    assert estimate.channel_sigmas(windows, 1, None)[0] == 0.0
+    bent = windows.copy()
+    bent[2, :, 0] = bent[2, :, 0] ** 1.5  # no longer a straight line in the last window
+    assert estimate.channel_sigmas(bent, 1, None)[0] > 0.0
+
+
+# --------------------------------------------------------------------------- colour
+
+
+def test_luma_is_the_first_opponent_channel_and_the_mean_of_rgb():
+    rgb = np.random.default_rng(0).uniform(-1, 1, (5, 7, 3))
+    np.testing.assert_allclose(colour.luma(rgb)[..., 0], (rgb[..., 0] + rgb[..., 1] + rgb[..., 2]) / 3, atol=1e-15)
+    np.testing.assert_allclose(colour.luma(rgb), colour.to_opponent(rgb)[..., :1], rtol=0, atol=1e-15)
+    assert colour.luma(rgb.astype(np.float32)).dtype == np.float32 and colour.luma(rgb).shape == (5, 7, 1)
+    gray = np.repeat(rgb[..., :1], 3, axis=-1)  # a gray pixel is its own luma, with no chroma
+    np.testing.assert_allclose(colour.luma(gray), gray[..., :1], atol=1e-15)
+    np.testing.assert_allclose(colour.to_opponent(gray)[..., 1:], 0.0, atol=1e-15)
+
+
+def test_opponent_transform_round_trip_and_noise_gains():
+    rgb = np.random.default_rng(1).uniform(-1, 1, (4, 6, 3))
+    np.testing.assert_allclose(colour.from_opponent(colour.to_opponent(rgb)), rgb, atol=1e-14)
+    rows = colour.OPPONENT
+    gram = rows @ rows.T  # orthogonal rows: i.i.d. RGB noise stays independent across opponent channels
+    np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0.0, atol=1e-15)
+    np.testing.assert_allclose(colour.OPPONENT_NOISE_GAIN, [math.sqrt(1 / 3), math.sqrt(1 / 2), math.sqrt(3 / 8)])
+    np.testing.assert_allclose(np.abs(rows).sum(axis=1), 1.0)  # each channel stays within the RGB range
 
 
 # --------------------------------------------------------------------------- salt-and-pepper
@@ -403,29 +529,26 @@ class FakeMedia:
 
 
 def test_check_model_fits_messages():
-    gray = {"domain": "image", "channels": 1, "arch": "unet"}
+    gray = default_config("image", 1)
     rgb = FakeMedia("image", np.zeros((8, 8, 3)))
     with pytest.raises(InputError, match=r"3-channel image model.*gray \(1-channel\).*1-channel image model"):
-        dn.check_model_fits({"domain": "image", "channels": 3, "arch": "unet"}, FakeMedia("image", np.zeros((8, 8, 1))))
+        dn.check_model_fits(default_config("image", 3), FakeMedia("image", np.zeros((8, 8, 1))))
     assert "opponent" in dn.check_model_fits(gray, rgb, "M")[0]
     with pytest.raises(InputError, match="audio model cannot clean the image"):
-        dn.check_model_fits({"domain": "audio", "channels": 1, "arch": "unet"}, rgb)
+        dn.check_model_fits(default_config("audio", 1), rgb)
     with pytest.raises(InputError, match="image model cannot clean audio"):
         dn.check_model_fits(gray, FakeMedia("audio", np.zeros((100, 1))))
     with pytest.raises(InputError, match="shorter than the dense model's fixed length 256"):
-        dn.check_model_fits({"domain": "signal", "channels": 1, "arch": "dense", "length": 256},
+        dn.check_model_fits(default_config("signal", 1, arch="dense", length=256),
                             FakeMedia("signal", np.zeros((100, 1))))
     with pytest.raises(InputError, match="2-channel audio model cannot clean 3-channel"):
-        dn.check_model_fits({"domain": "audio", "channels": 2, "arch": "unet"}, FakeMedia("audio", np.zeros((9, 3))))
-    notes = dn.check_model_fits({"domain": "audio", "channels": 1, "arch": "unet"},
-                                FakeMedia("signal", np.zeros((100, 2))))
+        dn.check_model_fits(default_config("audio", 2), FakeMedia("audio", np.zeros((9, 3))))
+    notes = dn.check_model_fits(default_config("audio", 1), FakeMedia("signal", np.zeros((100, 2))))
     assert notes and "1D" in notes[0]
     assert dn.check_model_fits(gray, FakeMedia("image", np.zeros((8, 8, 1)))) == []
-    for err in (InputError,):
-        try:
-            dn.check_model_fits(gray, FakeMedia("image", np.zeros((8, 8, 2))))
-        except err as e:
-            assert "\n" not in str(e)
+    with pytest.raises(InputError, match="1-channel image model cannot clean this 2-channel image") as err:
+        dn.check_model_fits(gray, FakeMedia("image", np.zeros((8, 8, 2))))
+    assert "\n" not in str(err.value)
 
 
 # --------------------------------------------------------------------------- the whole job
@@ -477,7 +600,6 @@ def test_denoise_media_salt_pepper_and_auto():
 
 
 def test_denoise_media_signal_is_normalised_per_channel():
-    pytest.importorskip("diffuse_cli.io")
     rng = np.random.default_rng(0)
     n = 4096
     clean = np.stack([1000 + 50 * np.sin(np.arange(n) / 40), 0.01 * np.cos(np.arange(n) / 25)], -1)
@@ -518,8 +640,8 @@ def test_gray_model_on_colour_goes_through_the_opponent_transform():
     assert info["sigma_per_channel"] == pytest.approx(list(sigma), rel=0.15)
     assert any("opponent" in n for n in info["notes"])
     # The transform keeps i.i.d. noise independent: channel noise stds follow the row norms.
-    opp = (noisy - clean).reshape(-1, 3) @ dn.OPPONENT.T
-    np.testing.assert_allclose(opp.std(axis=0), 20 / 127.5 * dn.OPPONENT_NOISE_GAIN, rtol=0.05)
+    opp = colour.to_opponent((noisy - clean).reshape(-1, 3))
+    np.testing.assert_allclose(opp.std(axis=0), 20 / 127.5 * colour.OPPONENT_NOISE_GAIN, rtol=0.05)
     assert abs(np.corrcoef(opp.T)[0, 1]) < 0.05
 
 
@@ -535,8 +657,7 @@ def test_audio_is_resampled_to_the_model_rate_and_back():
         lengths.append(x_t.shape[1])
         return np.zeros_like(x_t)
 
-    model = DummyModel(fn, rank=1, domain="audio")
-    model.config["sample_rate"] = 16000
+    model = DummyModel(fn, rank=1, domain="audio", sample_rate=16000)
     out, info = dn.denoise_media(media, model, dn.DenoiseOptions(sigma=0.01))
     assert out.samples.shape == x.shape  # same sample count as the input
     assert sum(lengths) < 0.5 * n  # the network ran at 16 kHz, not 44.1 kHz
@@ -546,8 +667,22 @@ def test_audio_is_resampled_to_the_model_rate_and_back():
 
 
 def test_validate_options():
-    for bad in ({"method": "euler"}, {"noise_kind": "pink"}, {"steps": 0}, {"tile": 4},
-                {"overlap": 600}, {"batch": 0}, {"sigma": -1.0}):
-        with pytest.raises(InputError):
+    for bad, option in (({"steps": 0}, "--steps"), ({"tile": 4}, "--tile"), ({"overlap": 600}, "--overlap"),
+                        ({"overlap": -1}, "--overlap"), ({"batch": 0}, "--batch"), ({"sigma": -1.0}, "--sigma"),
+                        ({"sigma": float("inf")}, "--sigma"), ({"chunk": 8}, "chunk"),
+                        ({"chunk_overlap": 16384}, "chunk")):
+        with pytest.raises(InputError, match=option):
             dn.validate_options(dn.DenoiseOptions(**bad))
     dn.validate_options(dn.DenoiseOptions())
+
+
+def test_choice_options_are_enums():
+    """The choices are Enums (the CLI shows and checks them); plain strings are accepted and converted."""
+    opts = dn.DenoiseOptions(method="ddim", noise_kind="salt-pepper")
+    assert opts.method is Method.ddim and opts.noise_kind is NoiseKind.salt_pepper
+    with pytest.raises(ValueError, match="euler"):
+        dn.DenoiseOptions(method="euler")
+    with pytest.raises(ValueError, match="pink"):
+        dn.DenoiseOptions(noise_kind="pink")
+    assert [m.value for m in Method] == ["onestep", "ddim", "ddpm"]
+    assert [k.value for k in NoiseKind] == ["gaussian", "salt-pepper", "auto"]

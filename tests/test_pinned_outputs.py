@@ -24,7 +24,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
 from diffuse_cli import io  # noqa: E402
-from diffuse_cli.denoise import DenoiseOptions, denoise_media  # noqa: E402
+from diffuse_cli.denoising import DenoiseOptions, denoise_media  # noqa: E402
 
 pytestmark = pytest.mark.slow
 SAMPLES = ROOT / "sample_data"

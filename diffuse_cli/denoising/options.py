@@ -1,0 +1,72 @@
+"""What a denoising run is given: its options and the model interface it needs.
+
+numpy only. Any object with the :class:`DenoisingModel` attributes works (modelstore.LoadedModel, a
+LiteRT model, a test dummy): the denoiser never imports a network runtime itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from diffuse_cli import schedule as sch
+from diffuse_cli.enums import Method, NoiseKind
+from diffuse_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from diffuse_cli.config import ModelConfig
+
+ProgressFn = Callable[[int, int], None]  # (tiles done, tiles in all)
+
+
+class DenoisingModel(Protocol):
+    """What denoising needs from a model."""
+
+    config: ModelConfig
+    schedule: sch.Schedule
+    rank: int  # spatial axes: 2 images, 1 audio and signals
+    size_multiple: int  # every tile side must be a multiple of this
+
+    def eps(self, x_t: np.ndarray, t: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class DenoiseOptions:
+    sigma: float | None = None  # file units; None = estimate
+    method: Method = Method.onestep
+    steps: int = 10  # DDIM/DDPM steps
+    noise_kind: NoiseKind = NoiseKind.gaussian
+    seed: int | None = None
+    # Largest image tile side (pixels): a photo up to 512x512 is one network call with no overlap
+    # (bench/README.md compares tile sizes).
+    tile: int = 512
+    overlap: int = 32  # image tile overlap (pixels)
+    batch: int = 8  # most tiles or chunks per network call (also capped by tiling.CALL_ELEMENTS)
+    chunk: int = 16384  # 1D chunk length (samples); dense models use their fixed length
+    chunk_overlap: int = 1024  # 1D chunk overlap (samples)
+
+    def __post_init__(self) -> None:
+        # Plain strings are accepted ("ddim"); an unknown one fails here with ValueError.
+        self.method = Method(self.method)
+        self.noise_kind = NoiseKind(self.noise_kind)
+
+
+def validate_options(options: DenoiseOptions) -> None:
+    """One-line InputError for option values that cannot work (the choices are checked by their Enums)."""
+    if options.steps < 1:
+        raise InputError(f"--steps {options.steps}: must be at least 1")
+    if options.sigma is not None and not (math.isfinite(options.sigma) and options.sigma > 0):
+        raise InputError(f"--sigma {options.sigma}: must be a positive number in the file's units (e.g. 25)")
+    if options.tile < 8:
+        raise InputError(f"--tile {options.tile}: must be at least 8 pixels")
+    if options.overlap < 0 or options.overlap >= options.tile:
+        raise InputError(f"--overlap {options.overlap}: must be >= 0 and smaller than --tile {options.tile}")
+    if options.batch < 1:
+        raise InputError(f"--batch {options.batch}: must be at least 1")
+    if options.chunk < 16 or not 0 <= options.chunk_overlap < options.chunk:
+        raise InputError(f"chunk {options.chunk} / overlap {options.chunk_overlap}: need chunk >= 16 and "
+                         "0 <= overlap < chunk")
