@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python bench/run_bench.py --data runs/defaults-data/bench --out bench [--quick] [--full]
 
-Protocol (design.md §7: numbers are only comparable when measured the same way):
+Protocol (numbers are only comparable when measured the same way):
 - Held-out images: every PNG in DATA/images; gray = ``convert("L")`` of each, color = RGB ones.
   Central ``--crop`` x ``--crop`` crops by default (``--full``: whole images).
 - Gaussian noise at known sigma (0..255), fixed seeds, noisy input quantised to 8 bits (round + clip):

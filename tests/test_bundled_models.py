@@ -57,7 +57,7 @@ def test_bundled_model_loads_and_matches_config(name):
     path = bundled.MODELS_DIR / name
     cfg = json.loads((path / "config.json").read_text())
     model = modelstore.load_model(str(path))  # validates config.json and every weight array
-    assert model.config["domain"] == cfg["domain"] and model.config["widths"] == cfg["widths"]
+    assert model.config.domain == cfg["domain"] and list(model.config.widths) == cfg["widths"]
     training = cfg["training"]
     assert training["steps"] > 0 and training["seconds"] > 0 and training["description"]
 

@@ -193,3 +193,30 @@ def test_denoise_bad_input(case, tiny_image_model_dir, tiny_signal_model_dir, tm
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert not list(tmp_path.glob("o*.*"))
+
+
+def test_choice_options_show_their_values_in_help():
+    r = diffuse("denoise", "--help")
+    assert r.returncode == 0, r.stderr
+    assert "onestep|ddim|ddpm" in r.stdout and "gaussian|salt-pepper|auto" in r.stdout
+
+
+@pytest.mark.parametrize("option,value,choices", [("--method", "euler", "'onestep', 'ddim', 'ddpm'"),
+                                                  ("--noise-kind", "pink", "'gaussian', 'salt-pepper', 'auto'")])
+def test_bad_choice_is_one_line_usage_error(option, value, choices, tmp_path):
+    """Typer checks the choice before any file is read or model loaded: exit 2, one line naming the option."""
+    r = diffuse("denoise", "sample_data/photo-gray.png", "-o", tmp_path / "out.png", option, value)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and option in lines[0] and f"'{value}' is not one of {choices}" in lines[0], r.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_choice_values_reach_the_engine(tmp_path):
+    """--method ddim and --noise-kind salt-pepper arrive as such: the JSON record reports them."""
+    out = tmp_path / "out.png"
+    r = diffuse("denoise", "sample_data/photo-gray-noisy.png", "-o", out, "--method", "ddim", "--steps", "2",
+                "--noise-kind", "salt-pepper", "--tile", "64", "--json")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert rec["method"] == "ddim" and rec["steps"] == 2 and rec["noise_kind_used"] == "salt-pepper"
