@@ -189,13 +189,12 @@ def _ensure_model(kind: str, explicit: str | None, tmp: str) -> tuple[str, bool]
         return bundled.choose(dio.load(str(ROOT / sample))), True
     except InputError:
         pass
-    from diffuse_cli import modelstore, networks
+    from diffuse_cli import config, modelstore, networks
 
     name = "audio" if kind == "audio" else "image"
     path = os.path.join(tmp, f"untrained-{name}")
     if not os.path.isdir(path):
-        cfg = modelstore.default_config(name, 1, **(AUDIO_ARCH if kind == "audio" else IMAGE_ARCH))
-        cfg = modelstore.validate_config(cfg, path)
+        cfg = config.default_config(name, 1, **(AUDIO_ARCH if kind == "audio" else IMAGE_ARCH))  # validated
         modelstore.save_model(path, cfg, networks.build_network(cfg))
     return path, False
 
@@ -207,7 +206,7 @@ def child_infer(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(ROOT))
     from PIL import Image
 
-    from diffuse_cli import denoise
+    from diffuse_cli import denoising
     from diffuse_cli import io as dio
 
     kind = args.kind
@@ -230,15 +229,15 @@ def child_infer(args: argparse.Namespace) -> dict:
         sf.write(buf, y, rate, format="WAV", subtype="PCM_16")
         media = dio.load_bytes(buf.getvalue(), "perf.wav")
         seconds = len(y) / rate
-        opts = denoise.DenoiseOptions(sigma=None, method="onestep", seed=0)
-        e = best_of(lambda: denoise.denoise_media(media, model, opts), args.repeats)
+        opts = denoising.DenoiseOptions(sigma=None, method="onestep", seed=0)
+        e = best_of(lambda: denoising.denoise_media(media, model, opts), args.repeats)
         out["ours-onestep"] = {**e, "audio_s_per_s": seconds / e["steady_s"], "rtf": e["steady_s"] / seconds}
         short = min(10.0, seconds)
         buf = pyio.BytesIO()
         sf.write(buf, y[: int(short * rate)], rate, format="WAV", subtype="PCM_16")
         short_media = dio.load_bytes(buf.getvalue(), "perf-short.wav")
-        ddim = denoise.DenoiseOptions(method="ddim", steps=10, seed=0)
-        e = best_of(lambda: denoise.denoise_media(short_media, model, ddim), args.repeats)
+        ddim = denoising.DenoiseOptions(method="ddim", steps=10, seed=0)
+        e = best_of(lambda: denoising.denoise_media(short_media, model, ddim), args.repeats)
         out["ours-ddim"] = {**e, "audio_s_per_s": short / e["steady_s"], "rtf": e["steady_s"] / short,
                             "audio_seconds": short}
         out["trace_count"] = getattr(model, "trace_count", None)
@@ -266,8 +265,8 @@ def child_infer(args: argparse.Namespace) -> dict:
     mp = side * side / 1e6
     out["megapixels"] = mp
     for method in ("onestep", "ddim"):  # the first call of each traces or warms what it needs
-        opts = denoise.DenoiseOptions(sigma=25.0, method=method, steps=10, seed=0)
-        e = best_of(lambda opts=opts: denoise.denoise_media(media, model, opts), args.repeats)
+        opts = denoising.DenoiseOptions(sigma=25.0, method=method, steps=10, seed=0)
+        e = best_of(lambda opts=opts: denoising.denoise_media(media, model, opts), args.repeats)
         out[f"ours-{method}"] = {**e, "mp_per_s": mp / e["steady_s"]}
     out["trace_count"] = getattr(model, "trace_count", None)
     try:
@@ -364,16 +363,16 @@ def child_train_plain(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(ROOT))
     import keras
 
-    from diffuse_cli import modelstore, networks
+    from diffuse_cli import config, networks
     from diffuse_cli.schedule import Schedule
 
-    cfg = modelstore.load_config(os.path.join(args.tmp, "train-ours"))
+    cfg = config.load_config(os.path.join(args.tmp, "train-ours"))
     model = networks.build_network(cfg)
-    sched = Schedule.create(cfg["schedule"], cfg["timesteps"])
+    sched = Schedule.create(cfg.schedule, cfg.timesteps)
     rng = np.random.default_rng(0)
     n = args.batch * 16
-    p = int(cfg.get("patch_size") or 64)
-    x0 = rng.uniform(-1, 1, size=(n, p, p, int(cfg["channels"]))).astype(np.float32)
+    p = int(cfg.patch_size or 64)
+    x0 = rng.uniform(-1, 1, size=(n, p, p, int(cfg.channels))).astype(np.float32)
     t = rng.uniform(1, sched.timesteps, size=(n,)).astype(np.float32)
     eps = rng.standard_normal(x0.shape).astype(np.float32)
     ab = np.asarray(sched.alpha_bar_at(t), dtype=np.float32).reshape(-1, 1, 1, 1)

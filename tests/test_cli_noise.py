@@ -148,7 +148,8 @@ def test_encode_steps_piped_is_csv():
 
 
 def test_cli_does_not_import_tensorflow():
-    code = "import sys, diffuse_cli.cli, diffuse_cli.noise, diffuse_cli.io, diffuse_cli.denoise; " \
+    code = "import sys, diffuse_cli.cli, diffuse_cli.noise, diffuse_cli.io, diffuse_cli.png16, " \
+           "diffuse_cli.denoising; " \
            "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False False"
