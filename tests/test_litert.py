@@ -101,6 +101,17 @@ def test_bundled_step_encodings_match_the_keras_layer(name):
     np.testing.assert_allclose(got, sinusoidal_step_encoding(steps.astype(np.float64), 64), rtol=0, atol=1e-7)
 
 
+def test_outputs_survive_the_next_call():
+    """Each eps call returns its own array: the engine keeps results while it runs the next tiles."""
+    lite = litert_model.open_for_inference(BUNDLED["photo-gray"])
+    x_t = np.random.default_rng(0).standard_normal((1, 32, 32, 1)).astype(np.float32)
+    first = lite.eps(x_t, [10.0])
+    kept = first.copy()
+    second = lite.eps(-x_t, [500.0])
+    np.testing.assert_array_equal(first, kept)
+    assert np.max(np.abs(first - second)) > 0.1
+
+
 def test_no_tflite_means_none(tmp_path):
     for name in ("config.json", WEIGHTS_NAME):
         shutil.copy(Path(BUNDLED["photo-gray"]) / name, tmp_path / name)
