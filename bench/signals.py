@@ -9,7 +9,7 @@ Protocol:
   prices), ObsPy's bundled seismograms, and sample_data/sensor.csv; see SERIES below for sources and
   licences. A series whose package is not installed is skipped with a note.
 - White Gaussian noise at 10 and 20 dB zero-mean SNR, ``sigma^2 = mean((x - mean x)^2) / 10^(snr/10)``,
-  seed ``(series index, snr)``; sample_data/sensor-noisy.csv is also scored as shipped.
+  seed ``(crc32(series name), snr)``; sample_data/sensor-noisy.csv is also scored as shipped.
 - Score: output SNR in dB around the clean series' mean (the DC level is not signal), see score().
 - Baselines: wavelet BayesShrink (scikit-image, sym8, soft, blind: sigma estimated); Savitzky-Golay
   (scipy) and total variation (scikit-image Chambolle), each with the parameter that gives the best
@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,9 +322,9 @@ def run(args: argparse.Namespace) -> dict:
     ours = Ours(args.model, args.cli)
     reference = Ours(args.reference_model, args.cli) if args.reference_model else None
     rows = []
-    for index, (s, x) in enumerate(series):
+    for s, x in series:
         for snr in SNRS:
-            y, sigma = add_noise(x, snr, (index, snr))
+            y, sigma = add_noise(x, snr, (zlib.crc32(s.name.encode()), snr))
             row = {"series": s.name, "n": int(x.size), "snr_in": snr, "sigma": sigma}
             row["noisy"] = score(x, y)
             row["wavelet"] = score(x, wavelet_blind(y))
