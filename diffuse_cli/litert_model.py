@@ -26,6 +26,7 @@ import os
 
 import numpy as np
 
+from diffuse_cli import objectives
 from diffuse_cli.config import WEIGHTS_NAME, ModelConfig, load_config
 from diffuse_cli.encoding import sinusoidal_step_encoding
 from diffuse_cli.errors import InputError
@@ -155,7 +156,13 @@ class LiteRTModel:
         """Predicted noise for a batch: ``x_t`` (B, *spatial, C), ``t`` (B,) real steps; float32 out."""
         x_t = np.ascontiguousarray(x_t, dtype=np.float32)
         t = np.broadcast_to(np.asarray(t, dtype=np.float32).reshape(-1), (x_t.shape[0],))
-        return self._eps(x_t=x_t, enc=self.step_encodings(t))["eps"]
+        enc = self.step_encodings(t)
+
+        def network(fed: np.ndarray) -> np.ndarray:
+            return self._eps(x_t=np.ascontiguousarray(fed, dtype=np.float32), enc=enc)["eps"]
+
+        ab = self.schedule.alpha_bar_at(t)
+        return objectives.predict_eps(network, x_t, ab, self.config.objective, self.config.sigma_data)
 
     def step_encodings(self, steps: np.ndarray) -> np.ndarray:
         """The encodings the network feeds its blocks: learned table rows (interpolated) or sinusoidal.

@@ -145,12 +145,13 @@ class LoadedModel:
         """
         x_t = np.asarray(x_t, dtype=np.float32)
         t = np.broadcast_to(np.asarray(t, dtype=np.float32).reshape(-1), (x_t.shape[0],))
-        if self.config.objective == "eps":
-            return self._eps_fn(tf.convert_to_tensor(x_t), tf.convert_to_tensor(t)).numpy()
+        t_tensor = tf.convert_to_tensor(t)
+
+        def network(fed: np.ndarray) -> np.ndarray:
+            return self._eps_fn(tf.convert_to_tensor(fed), t_tensor).numpy()
+
         ab = self.schedule.alpha_bar_at(t)
-        fed = objectives.network_input(x_t, ab, self.config.objective, self.config.sigma_data)
-        out = self._eps_fn(tf.convert_to_tensor(fed), tf.convert_to_tensor(t)).numpy()
-        return objectives.eps_from_output(out, x_t, ab, self.config.objective, self.config.sigma_data)
+        return objectives.predict_eps(network, x_t, ab, self.config.objective, self.config.sigma_data)
 
     def step_encodings(self, steps: np.ndarray) -> np.ndarray:
         """The encodings the network feeds its blocks: learned table rows (interpolated) or sinusoidal."""

@@ -17,6 +17,8 @@ wrap the raw network, so DDIM, DDPM and one-step work unchanged for every object
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from diffuse_cli.schedule import broadcast_to_rank
@@ -73,6 +75,20 @@ def eps_from_output(
         x0_hat = c_skip * (x_t / np.sqrt(ab)) + c_out * output
     eps = (x_t - np.sqrt(ab) * x0_hat) / np.sqrt(np.maximum(1.0 - ab, 1e-12))
     return eps.astype(np.float32)
+
+
+def predict_eps(
+    network: Callable[[np.ndarray], np.ndarray],
+    x_t: np.ndarray,
+    alpha_bar_t: np.ndarray | float,
+    objective: str,
+    sigma_data: float,
+) -> np.ndarray:
+    """``eps`` for a diffusion state from ``network(input) -> output`` (the step already bound), any objective."""
+    if objective == "eps":
+        return network(x_t)
+    output = network(network_input(x_t, alpha_bar_t, objective, sigma_data))
+    return eps_from_output(output, x_t, alpha_bar_t, objective, sigma_data)
 
 
 def training_target(
