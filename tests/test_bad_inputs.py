@@ -147,13 +147,12 @@ def make_models(m: Path) -> None:
     from diffuse_cli import modelstore, networks
 
     def good(name: str, domain: str = "image", channels: int = 1) -> Path:
-        cfg = modelstore.default_config(domain, channels, widths=[4, 8], embedding_dim=8)
-        if domain != "image":
-            cfg.update(sample_rate=16000, patch_size=256)
+        extra = {} if domain == "image" else {"sample_rate": 16000, "patch_size": 256}
+        cfg = modelstore.default_config(domain, channels, widths=[4, 8], embedding_dim=8, **extra)
         path = m / name
         path.mkdir()
         networks.build_network(cfg).save_weights(str(path / modelstore.WEIGHTS_NAME))
-        (path / modelstore.CONFIG_NAME).write_text(json.dumps(cfg))
+        (path / modelstore.CONFIG_NAME).write_text(json.dumps(cfg.to_dict()))
         return path
 
     with warnings.catch_warnings():  # Keras 3 on numpy 2: a DeprecationWarning per saved array
