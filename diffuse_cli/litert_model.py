@@ -152,17 +152,22 @@ class LiteRTModel:
         learned = config.embedding == "learned"
         self._encode = interpreter.get_signature_runner(ENCODING_SIGNATURE) if learned else None
 
+    def network(self, fed: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The raw network output for its input ``fed`` at steps ``t`` (what the Keras model returns)."""
+        fed = np.ascontiguousarray(fed, dtype=np.float32)
+        t = np.broadcast_to(np.asarray(t, dtype=np.float32).reshape(-1), (fed.shape[0],))
+        return self._eps(x_t=fed, enc=self.step_encodings(t))["eps"]
+
     def eps(self, x_t: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Predicted noise for a batch: ``x_t`` (B, *spatial, C), ``t`` (B,) real steps; float32 out."""
+        """Predicted noise for a batch: ``x_t`` (B, *spatial, C), ``t`` (B,) real steps; float32 out.
+
+        The network's own output is turned into eps for the model's objective (diffuse_cli.objectives).
+        """
         x_t = np.ascontiguousarray(x_t, dtype=np.float32)
         t = np.broadcast_to(np.asarray(t, dtype=np.float32).reshape(-1), (x_t.shape[0],))
-        enc = self.step_encodings(t)
-
-        def network(fed: np.ndarray) -> np.ndarray:
-            return self._eps(x_t=np.ascontiguousarray(fed, dtype=np.float32), enc=enc)["eps"]
-
         ab = self.schedule.alpha_bar_at(t)
-        return objectives.predict_eps(network, x_t, ab, self.config.objective, self.config.sigma_data)
+        return objectives.predict_eps(lambda fed: self.network(fed, t), x_t, ab, self.config.objective,
+                                      self.config.sigma_data)
 
     def step_encodings(self, steps: np.ndarray) -> np.ndarray:
         """The encodings the network feeds its blocks: learned table rows (interpolated) or sinusoidal.
@@ -186,6 +191,28 @@ def open_for_inference(model_dir: str, num_threads: int | None = None) -> LiteRT
     if not os.path.isfile(path):
         return None
     return load(model_dir, config, num_threads=num_threads)
+
+
+def open_model(model_dir: str, runtime: str = "auto") -> tuple[object, str | None]:
+    """The model ``denoise`` and ``encode-steps`` run, and a note when it is not the fast path.
+
+    ``runtime``: ``auto`` (LiteRT when the directory has a ``model.tflite``, else TensorFlow), ``litert``
+    (the .tflite is required), ``tensorflow`` (the Keras weights; e.g. to use a GPU). TensorFlow is only
+    imported on the TensorFlow path.
+    """
+    if runtime != "tensorflow":
+        model = open_for_inference(model_dir)
+        if model is not None:
+            return model, None
+        if runtime == "litert":
+            raise InputError(f"{tflite_path(model_dir)}: missing; {rebuild_hint(model_dir)}")
+    from diffuse_cli import modelstore  # imports TensorFlow
+
+    note = None
+    if runtime == "auto":
+        note = (f"no {TFLITE_NAME} in {model_dir}: running on TensorFlow (slower start); "
+                f"build it with `python -m diffuse_cli.tflite_export {model_dir}`")
+    return modelstore.load_model(model_dir), note
 
 
 def load(model_dir: str, config: ModelConfig, num_threads: int | None = None) -> LiteRTModel:

@@ -48,11 +48,12 @@ def _atomic_write(path: str, data: bytes) -> None:  # transitional: training's r
     io.atomic_write_bytes(path, data, force=True)
 
 
-def save_model(model_dir: str, config: ModelConfig, model: keras.Model) -> None:
-    """Write config.json and weights.weights.h5 atomically, then the SavedModel export.
+def save_model(model_dir: str, config: ModelConfig, model: keras.Model, tflite: bool = True) -> None:
+    """Write config.json and weights.weights.h5 atomically, then the SavedModel export and ``model.tflite``.
 
     ``model`` holds the weights inference should use (training passes the EMA copy). The config is
     validated again as it will be read back, so a model directory is never written with a bad one.
+    ``tflite=False`` skips the LiteRT file (and removes a stale one: it would not match the new weights).
     """
     raw = config if isinstance(config, dict) else config.to_dict()  # dict: transitional callers
     config = validate_config(raw, os.path.join(model_dir, CONFIG_NAME))
@@ -62,6 +63,12 @@ def save_model(model_dir: str, config: ModelConfig, model: keras.Model) -> None:
     os.replace(tmp_weights, os.path.join(model_dir, WEIGHTS_NAME))
     write_config(model_dir, config)
     export_saved_model(model, config, os.path.join(model_dir, SAVED_MODEL_DIR))
+    from diffuse_cli import litert_model, tflite_export
+
+    if tflite:
+        tflite_export.write(model_dir, model, config)  # after the weights: it records their digest
+    elif os.path.exists(litert_model.tflite_path(model_dir)):
+        os.remove(litert_model.tflite_path(model_dir))
 
 
 def _signature(config: ModelConfig) -> list[tf.TensorSpec]:

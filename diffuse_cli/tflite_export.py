@@ -231,7 +231,7 @@ def verify(data: bytes, model: keras.Model, config: ModelConfig) -> None:
     expected = np.asarray(model([tf.constant(x_t), tf.constant(t)], training=False), dtype=np.float32)
     with _native_stderr_quiet():
         lite = LiteRTModel(config, Interpreter(model_content=data, num_threads=1), "<converted>")
-        got = lite.eps(x_t, t)
+        got = lite.network(x_t, t)
     error = relative_error(got, expected)
     if not error <= TOLERANCE:
         raise RuntimeError(f"converted network differs from Keras by {error:.2e} (relative); not written")

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from diffuse_cli import modelstore, networks
+from diffuse_cli import litert_model, modelstore, networks
 from diffuse_cli.config import ModelConfig, default_config
 from diffuse_cli.encoding import sinusoidal_step_encoding
 from diffuse_cli.errors import InputError
@@ -130,7 +130,7 @@ def test_modelstore_save_load_eps_single_trace_and_encodings(tmp_path):
     randomize(model, seed=5)
     out = str(tmp_path / "m")
     modelstore.save_model(out, c, model)
-    assert sorted(os.listdir(out)) == ["config.json", "saved_model", "weights.weights.h5"]
+    assert sorted(os.listdir(out)) == ["config.json", "model.tflite", "saved_model", "weights.weights.h5"]
     loaded = modelstore.load_model(out)
     assert (loaded.rank, loaded.channels, loaded.size_multiple, loaded.domain) == (2, 1, 2, "image")
     rng = np.random.default_rng(6)
@@ -147,7 +147,7 @@ def test_modelstore_save_load_eps_single_trace_and_encodings(tmp_path):
 
 def test_sinusoidal_model_step_encodings(tmp_path):
     c = cfg("signal", 1, embedding_dim=10)
-    modelstore.save_model(str(tmp_path), c, networks.build_network(c))
+    modelstore.save_model(str(tmp_path), c, networks.build_network(c), tflite=False)
     loaded = modelstore.load_model(str(tmp_path))
     steps = np.array([0.0, 1.5, 600.0])
     np.testing.assert_allclose(loaded.step_encodings(steps), sinusoidal_step_encoding(steps, 10), atol=1e-6)
@@ -202,7 +202,7 @@ def test_load_model_bad_directories(tmp_path):
 
 def test_load_model_weights_of_another_architecture(tmp_path):
     small = cfg("image", 1)
-    modelstore.save_model(str(tmp_path), small, networks.build_network(small))
+    modelstore.save_model(str(tmp_path), small, networks.build_network(small), tflite=False)
     bigger = {**small.to_dict(), "widths": [16, 32]}
     (tmp_path / "config.json").write_text(json.dumps(bigger))
     with pytest.raises(InputError, match="does not match"):
@@ -226,3 +226,17 @@ def test_loaded_edm_model_turns_network_output_into_eps(tmp_path):
     d = 0.25 / (sigma**2 + 0.25) * y + sigma * 0.5 / np.sqrt(sigma**2 + 0.25) * f
     expected = (x_t - np.sqrt(ab) * d) / np.sqrt(1 - ab)
     np.testing.assert_allclose(loaded.eps(x_t, t), expected, rtol=1e-4, atol=1e-4)
+    lite, note = litert_model.open_model(str(tmp_path))  # the .tflite written by save_model
+    assert isinstance(lite, litert_model.LiteRTModel) and note is None
+    np.testing.assert_allclose(lite.eps(x_t, t), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_open_model_prefers_litert_and_falls_back_with_a_note(tmp_path):
+    c = cfg("signal", 1, embedding_dim=8)
+    modelstore.save_model(str(tmp_path), c, networks.build_network(c), tflite=False)
+    model, note = litert_model.open_model(str(tmp_path))
+    assert isinstance(model, modelstore.LoadedModel) and "no model.tflite" in note and "tflite_export" in note
+    with pytest.raises(InputError, match="model.tflite: missing"):
+        litert_model.open_model(str(tmp_path), runtime="litert")
+    model, note = litert_model.open_model(str(tmp_path), runtime="tensorflow")
+    assert isinstance(model, modelstore.LoadedModel) and note is None
