@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-from diffuse_cli import denoise, models, modelstore, training  # noqa: E402
+from diffuse_cli import denoising, models, modelstore, training  # noqa: E402
 from diffuse_cli.io import Media  # noqa: E402
 
 
@@ -73,11 +73,11 @@ def main() -> int:
     shape = (args.side, args.side, 1)
     noisy = np.clip(rng.uniform(-0.6, 0.6, shape) + 0.2 * rng.standard_normal(shape), -1, 1).astype(np.float32)
     media = Media(domain="image", samples=noisy, fmt="png", scale=127.5, mode="L", bit_depth=8)
-    opts = denoise.DenoiseOptions(sigma=25.0)
-    denoise.denoise_media(media, model, opts)  # trace outside the profile
+    opts = denoising.DenoiseOptions(sigma=25.0)
+    denoising.denoise_media(media, model, opts)  # trace outside the profile
     tf.profiler.experimental.start(os.path.join(logdir, "denoise"))
     t0 = time.perf_counter()
-    denoise.denoise_media(media, model, opts)
+    denoising.denoise_media(media, model, opts)
     wall = time.perf_counter() - t0
     tf.profiler.experimental.stop()
     rows, total = op_shares(os.path.join(logdir, "denoise"))

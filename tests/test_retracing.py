@@ -7,10 +7,15 @@ Behavioural checks (trace counts, tile geometry), no timings.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
-from diffuse_cli import denoise as dn
+from diffuse_cli import denoising as dn
+from diffuse_cli import schedule as sch
+from diffuse_cli.config import default_config
+from diffuse_cli.denoising import estimate, tiling
 from diffuse_cli.io import Media
 
 IMAGE_SIZES = [(37, 53), (100, 100), (200, 130), (256, 256), (300, 500), (640, 480)]
@@ -54,28 +59,28 @@ def test_signals_of_many_lengths_trace_once(tiny_signal_model_dir):
 
 @pytest.mark.parametrize("h,w", IMAGE_SIZES + [(512, 512), (1080, 1920), (13, 4000)])
 def test_image_tiles_cover_with_little_padding(h, w):
-    tiling = dn._Tiling.plan((h, w), 256, 32, 8, exact=False)
-    assert all(t <= 256 and t % 8 == 0 for t in tiling.tile)
-    for n, t, starts in zip((h, w), tiling.tile, tiling.starts):
+    plan = tiling.Tiling.plan((h, w), 256, 32, 8, exact=False)
+    assert all(t <= 256 and t % 8 == 0 for t in plan.tile)
+    for n, t, starts in zip((h, w), plan.tile, plan.starts):
         assert starts[0] == 0 and (len(starts) == 1 or starts[-1] + t == n)
         assert all(b - a <= t - 32 for a, b in zip(starts, starts[1:]))  # overlap >= 32 everywhere
     # An axis that fits a tile is one tile; otherwise no more than ~1/4 extra per axis from overlap.
-    assert tiling.padded_ratio <= 1.6
+    assert plan.padded_ratio <= 1.6
     if h <= 256 and w <= 256:
-        assert tiling.count == 1
-    assert dn._Tiling.plan((512, 512), 256, 32, 8, exact=False).tile == (192, 192)
+        assert plan.count == 1
+    assert tiling.Tiling.plan((512, 512), 256, 32, 8, exact=False).tile == (192, 192)
 
 
 def test_long_recordings_use_one_chunk_length():
-    lengths = {dn._Tiling.plan((n,), 16384, 1024, 16, exact=False, granule=2048).tile
+    lengths = {tiling.Tiling.plan((n,), 16384, 1024, 16, exact=False, granule=2048).tile
                for n in (200_000, 960_000, 57_600_000)}
     assert lengths == {(16384,)}
 
 
 def test_stream_hands_over_every_row_once_in_order():
     class Pointwise:
-        config = {"channels": 1, "arch": "unet", "domain": "image"}
-        schedule = dn.sch.Schedule.create("linear", 1000)
+        config = default_config("image", 1)
+        schedule = sch.Schedule.create("linear", 1000)
         rank, size_multiple = 2, 4
 
         def eps(self, x_t, t):
@@ -83,7 +88,7 @@ def test_stream_hands_over_every_row_once_in_order():
 
     x = np.random.default_rng(0).uniform(-1, 1, (203, 75, 2))
     options = dn.DenoiseOptions(tile=32, overlap=8, batch=3)
-    tiling = dn._plan(Pointwise(), x.shape[:-1], options)
+    plan = tiling.plan_tiles(Pointwise(), x.shape[:-1], options)
     seen = []
     out = np.full(x.shape, np.nan)
 
@@ -98,9 +103,11 @@ def test_stream_hands_over_every_row_once_in_order():
         return x[a:b]
 
     groups = [(slice(0, 1), 50.0), (slice(1, 2), None)]  # channel 1 passed through
-    dn._denoise_stream(read, x.shape[:-1], 2, Pointwise(), groups, options, None, tiling, sink)
+    clean = functools.partial(dn.reverse_from_observation, Pointwise(), method=options.method, steps=options.steps,
+                              rng=None)
+    tiling.stream_tiles(read, 2, groups, plan, clean, sink, tiling.tiles_per_call(plan, options.batch))
     assert seen[0][0] == 0 and seen[-1][1] == 203 and all(a[1] == b[0] for a, b in zip(seen, seen[1:]))
-    assert max(reads) <= tiling.tile[0]  # never more than one tile row read at a time
+    assert max(reads) <= plan.tile[0]  # never more than one tile row read at a time
     np.testing.assert_allclose(out[..., 1], x[..., 1])
     # eps = 0: one step returns y / sqrt(ab) * sqrt(ab) = y
     np.testing.assert_allclose(out[..., 0], x[..., 0], atol=1e-12)
@@ -112,17 +119,17 @@ def test_large_input_noise_estimate_from_crops(monkeypatch):
     y, x = np.mgrid[0:h, 0:w]
     img = (0.5 * np.sin(x / 17.0) * np.cos(y / 11.0))[..., None] + 0.05 * rng.standard_normal((h, w, 1))
     whole = dn.estimate_sigma(img, 2, (-1.0, 1.0))
-    monkeypatch.setattr(dn, "_ESTIMATE_WHOLE", 1 << 17)  # force sampling ...
-    monkeypatch.setattr(dn, "_ESTIMATE_SAMPLE", 1 << 17)  # ... of 2 x 256 x 256 crops
-    pieces = dn._estimation_pieces(lambda a, b: img[a:b], (h, w), 2)
+    monkeypatch.setattr(estimate, "_ESTIMATE_WHOLE", 1 << 17)  # force sampling ...
+    monkeypatch.setattr(estimate, "_ESTIMATE_SAMPLE", 1 << 17)  # ... of 2 x 256 x 256 crops
+    pieces = estimate.estimation_pieces(lambda a, b: img[a:b], (h, w), 2)
     assert pieces.shape[1:] == (256, 256, 1) and pieces.shape[0] >= 2
-    assert dn._estimate_sigma_pieces(pieces, 2, (-1.0, 1.0)) == pytest.approx(whole, rel=0.05)
+    assert estimate.estimate_sigma_pieces(pieces, 2, (-1.0, 1.0)) == pytest.approx(whole, rel=0.05)
 
     sig = np.sin(np.arange(400_000) / 50.0)[:, None] + 0.02 * rng.standard_normal((400_000, 1))
     whole_1d = dn.estimate_sigma(sig, 1)
-    windows = dn._estimation_pieces(lambda a, b: sig[a:b], (400_000,), 1)
+    windows = estimate.estimation_pieces(lambda a, b: sig[a:b], (400_000,), 1)
     assert windows.shape == (2, 1 << 16, 1)
-    assert dn._estimate_sigma_pieces(windows, 1, None) == pytest.approx(whole_1d, rel=0.05)
+    assert estimate.estimate_sigma_pieces(windows, 1, None) == pytest.approx(whole_1d, rel=0.05)
     assert whole_1d == pytest.approx(0.02, rel=0.1)
 
 
@@ -133,8 +140,8 @@ def test_in_place_output_equals_a_fresh_array(domain, shape, channels):
     """Rows are written over the input only after the last tile that reads them."""
 
     class Local:  # a 3-tap smoother: tiles see their neighbours, so a row overwritten too early would show
-        config = {"channels": channels, "arch": "unet", "domain": "image" if domain == "image" else domain}
-        schedule = dn.sch.Schedule.create("linear", 1000)
+        config = default_config(domain, channels)
+        schedule = sch.Schedule.create("linear", 1000)
         rank, size_multiple = (2 if domain == "image" else 1), 4
 
         def eps(self, x_t, t):
