@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from diffuse_cli import __version__
-from diffuse_cli.enums import Method, NoiseKind
+from diffuse_cli.enums import Arch, Embedding, Loss, Method, NoiseKind, Precision, ScheduleKind, Strategy, Xla
 from diffuse_cli.errors import InputError, Interrupted
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -303,19 +303,20 @@ def encodings_png(t, values) -> bytes:
     "Example: diffuse train recordings/ --out models/speech --arch unet --epochs 5 --resume",
 )
 def train(
+    ctx: typer.Context,
     data: Annotated[list[str], typer.Argument(help="Files, folders or globs of images, audio or signals.")],
     out: Annotated[str, typer.Option("--out", help="Model directory (config, weights, checkpoints, SavedModel).")],
-    arch: Annotated[str, typer.Option(help="unet (conditioned U-Net) or dense (the seed's Dense model).")] = "unet",
+    arch: Annotated[Arch, typer.Option(help="unet: conditioned U-Net; dense: the seed's Dense model.")] = Arch.unet,
     widths: Annotated[str, typer.Option(help="U-Net channel widths per level, comma separated.")] = "32,64,128",
     blocks: Annotated[int, typer.Option(help="U-Net residual blocks per level.")] = 1,
     dense_hidden: Annotated[int, typer.Option(help="Dense model: hidden units (the seed uses 128).")] = 128,
     length: Annotated[int | None, typer.Option(help="Dense model: fixed signal length.")] = None,
-    embedding: Annotated[str, typer.Option(help="Step encoding: sinusoidal or learned.")] = "sinusoidal",
+    embedding: Annotated[Embedding, typer.Option(help="Step encoding.")] = Embedding.sinusoidal,
     embedding_dim: Annotated[int, typer.Option(help="Step encoding size.")] = 64,
     activation_noise: Annotated[
         float, typer.Option(help="Std of Gaussian noise on activations during training (0: off).")
     ] = 0.0,
-    schedule: Annotated[str, typer.Option(help="Noise schedule: linear or cosine.")] = "linear",
+    schedule: Annotated[ScheduleKind, typer.Option(help="Noise schedule.")] = ScheduleKind.linear,
     timesteps: Annotated[int, typer.Option(help="Diffusion length T.")] = 1000,
     patch_size: Annotated[
         int | None, typer.Option(help="Image patch side or signal segment length (default 64 / 1024).")
@@ -328,19 +329,21 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Stop after this many epochs.")] = None,
     steps_per_epoch: Annotated[int, typer.Option(help="Steps per epoch (validation runs after each).")] = 200,
     lr: Annotated[float, typer.Option(help="Peak learning rate (Adam, warm-up then cosine decay).")] = 2e-4,
-    loss: Annotated[str, typer.Option(help="mse, l1, ssim or mse+ssim.")] = "mse",
+    loss: Annotated[Loss, typer.Option(help="Loss terms (a '+' sums them).")] = Loss.mse,
     loss_weights: Annotated[str | None, typer.Option(help="Weights for a mixed loss, e.g. 1,0.1.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Save a checkpoint every N steps.")] = 100,
     keep: Annotated[int, typer.Option(help="Keep the last K checkpoints.")] = 3,
-    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
     export_only: Annotated[
-        bool, typer.Option(help="Only export the latest checkpoint (config, weights, SavedModel).")
+        bool, typer.Option("--export-only", help="Only export the latest checkpoint (config, weights, SavedModel).")
     ] = False,
-    strategy: Annotated[str, typer.Option(help="default, mirrored or multi-worker (reads TF_CONFIG).")] = "default",
+    strategy: Annotated[
+        Strategy, typer.Option(help="Distribution; multi-worker reads TF_CONFIG.")
+    ] = Strategy.default,
     precision: Annotated[
-        str, typer.Option(help="auto (mixed float16 on a GPU, else float32), float32 or mixed.")
-    ] = "auto",
-    xla: Annotated[str, typer.Option(help="auto (on with a GPU), on or off: XLA-compile forward+backward.")] = "auto",
+        Precision, typer.Option(help="auto: mixed (float16 compute) on a GPU, else float32.")
+    ] = Precision.auto,
+    xla: Annotated[Xla, typer.Option(help="XLA-compile forward+backward; auto: on with a GPU.")] = Xla.auto,
     channels: Annotated[
         int | None, typer.Option(help="Images: train on 1 (luma) or 3 channels; default: the data's own.")
     ] = None,
@@ -363,21 +366,7 @@ def train(
     quiet: QuietOpt = False,
 ) -> None:
     """Train the step-conditioned denoiser on a folder of signals or images."""
-    try:
-        width_list = tuple(int(w) for w in widths.split(","))
-        weight_list = tuple(float(w) for w in loss_weights.split(",")) if loss_weights else None
-        low_range = tuple(float(v) for v in low_noise_sigma.split(",")) if low_noise_sigma else None
-    except ValueError:
-        raise InputError("--widths/--loss-weights/--low-noise-sigma: give comma-separated numbers, e.g. 32,64,128") \
-            from None
-    if low_range is not None and (len(low_range) != 2 or not 0 < low_range[0] < low_range[1]):
-        raise InputError(f"--low-noise-sigma {low_noise_sigma}: give LO,HI with 0 < LO < HI, e.g. 1,100")
-    batch: int | str = batch_size.strip().lower()
-    if batch != "auto":  # the range is checked with the other options (training._validate_options)
-        try:
-            batch = int(batch)
-        except ValueError:
-            raise InputError(f"--batch-size {batch_size}: give a positive whole number or auto") from None
+    params = train_params(ctx.params)
     check_model_out(out)
     with native_stderr_silenced():
         import tensorflow as tf
@@ -386,21 +375,10 @@ def train(
 
         tf.config.list_physical_devices()  # device probing (cuInit errors on CPU-only hosts) happens here, silenced
 
-    opts = training.TrainOptions(
-        data=list(data), out=out, arch=arch, widths=width_list, blocks=blocks, dense_hidden=dense_hidden,
-        length=length, embedding=embedding, embedding_dim=embedding_dim, activation_noise=activation_noise,
-        schedule=schedule, timesteps=timesteps, patch_size=patch_size, batch_size=batch,
-        max_steps=max_steps, epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr, loss=loss,
-        loss_weights=weight_list, checkpoint_every=checkpoint_every, keep=keep, resume=resume,
-        export_only=export_only, strategy=strategy, precision=precision, xla=xla, seed=seed, channels=channels,
-        kernel_size=kernel_size,
-        warmup_steps=warmup_steps, val_sigma=val_sigma, low_noise_fraction=low_noise_fraction,
-        low_noise_sigma_file=low_range, extra={"description": description} if description else {},
-    )
     created = not os.path.exists(out)
     try:
         with TrainProgress(quiet) as progress:
-            summary = training.train(opts, progress=progress.update)
+            summary = training.train(training.TrainOptions(**params), progress=progress.update)
     except InputError:
         # Bad data found before the first checkpoint: leave no half-made model folder behind.
         if created and not os.path.exists(os.path.join(out, "checkpoints", "checkpoint")):
@@ -408,9 +386,35 @@ def train(
 
             shutil.rmtree(out, ignore_errors=True)
         raise
-    info(f"{out}: trained {summary.get('steps')} steps, loss {summary.get('loss', float('nan')):.4f}", quiet)
+    info(f"{out}: trained {summary.get('steps')} steps, epoch mean loss {summary.get('loss', float('nan')):.4f}",
+         quiet)
     if json_out:
         emit_json(summary, data_on_stdout=False)
+
+
+TRAIN_CLI_ONLY = ("json_out", "quiet", "description")  # train parameters that are not TrainOptions fields
+
+
+def train_params(params: dict) -> dict:
+    """The train command's parameters as TrainOptions keywords (same names): comma lists and --batch-size
+    parsed, --description kept for the summary, the output switches dropped."""
+    kwargs = {name: value for name, value in params.items() if name not in TRAIN_CLI_ONLY}
+    try:
+        kwargs["widths"] = tuple(int(w) for w in params["widths"].split(","))
+        for name in ("loss_weights", "low_noise_sigma"):
+            kwargs[name] = tuple(float(v) for v in params[name].split(",")) if params[name] else None
+    except ValueError:
+        raise InputError("--widths/--loss-weights/--low-noise-sigma: give comma-separated numbers, e.g. 32,64,128") \
+            from None
+    batch: int | str = params["batch_size"].strip().lower()
+    if batch != "auto":  # the range is checked with the other options (training.options.check_options)
+        try:
+            batch = int(batch)
+        except ValueError:
+            raise InputError(f"--batch-size {params['batch_size']}: give a positive whole number or auto") from None
+    kwargs.update(data=list(params["data"]), batch_size=batch)
+    kwargs["extra"] = {"description": params["description"]} if params["description"] else {}
+    return kwargs
 
 
 def check_model_out(out: str) -> None:
@@ -432,14 +436,14 @@ def check_model_out(out: str) -> None:
 class TrainProgress:
     """Renders training events (dicts from training.train) as a Rich progress bar on stderr."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, out: Console = console) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.quiet = quiet
         self.progress = Progress(
             TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=console,
-            disable=quiet or not console.is_terminal,
+            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=out,
+            disable=quiet or not out.is_terminal,
         )
         self.task = None
 
@@ -456,7 +460,9 @@ class TrainProgress:
             self.task = self.progress.add_task("train", total=event["total"], stats="",
                                                completed=event.get("step", 0))
         if kind == "step" and self.task is not None:
-            stats = f"loss {event.get('loss', float('nan')):.4f}  {event.get('patches_per_s', 0):.0f} patches/s"
+            # the mean of the steps since the last update, not the epoch's mean that the epoch lines print
+            stats = (f"loss {event.get('loss', float('nan')):.4f} (last {event.get('loss_steps', 1)} steps)  "
+                     f"{event.get('patches_per_s', 0):.0f} patches/s")
             self.progress.update(self.task, completed=event["step"], stats=stats)
         elif event.get("message") and not self.quiet:
             self.progress.console.print(event["message"], markup=False)

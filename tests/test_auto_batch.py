@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from diffuse_cli import networks, training
+from diffuse_cli import networks
+from diffuse_cli.config import default_config
+from diffuse_cli.training import resources
 from tests.helpers import diffuse
 
 MiB, GiB = 2**20, 2**30
@@ -24,21 +26,18 @@ MiB, GiB = 2**20, 2**30
     ],
 )
 def test_auto_batch_size_is_largest_power_of_two_that_fits(per_patch, available, replicas, want):
-    got = training.auto_batch_size(per_patch, available, replicas)
+    got = resources.auto_batch_size(per_patch, available, replicas)
     assert got == want
     assert got % replicas == 0
-    assert got * per_patch <= training.AUTO_MEMORY_SHARE * available or got == replicas
+    assert got * per_patch <= resources.AUTO_MEMORY_SHARE * available or got == replicas
 
 
 def test_forward_bytes_scale_with_patch_area():
     """Per-example activations grow with the patch area (4x from 32 to 64); only the step MLP does not."""
     sizes = {}
     for patch in (32, 64):
-        config = {"domain": "image", "channels": 1, "arch": "unet", "widths": [8, 16], "blocks": 1,
-                  "dense_hidden": 128, "length": None, "embedding": "sinusoidal", "embedding_dim": 32,
-                  "activation_noise": 0.0, "kernel_size": None, "schedule": "linear", "timesteps": 100,
-                  "patch_size": patch, "sample_rate": None}
-        sizes[patch] = training.forward_bytes_per_patch(networks.build_network(config), config)
+        config = default_config("image", 1, widths=[8, 16], embedding_dim=32, timesteps=100, patch_size=patch)
+        sizes[patch] = resources.forward_bytes_per_patch(networks.build_network(config), config)
     # At least the input, the stem's 8 channels and the output: 10 float32 values per pixel.
     assert sizes[32] >= 32 * 32 * 10 * 4
     assert 3.6 < sizes[64] / sizes[32] <= 4.0
@@ -51,9 +50,11 @@ def test_cli_batch_size_auto_trains_and_reports_choice(synthetic_image_dir, tmp_
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     batch = summary["batch_size"]
-    assert isinstance(batch, int) and 1 <= batch <= training.AUTO_BATCH_CAP
+    assert isinstance(batch, int) and 1 <= batch <= resources.AUTO_BATCH_CAP
     assert batch & (batch - 1) == 0, batch  # a power of two
     assert f"--batch-size auto: {batch} (" in r.stderr
+    # one loss figure at the end, labelled as what it is: the last epoch's mean
+    assert r.stderr.strip().splitlines()[-1] == f"{out}: trained 2 steps, epoch mean loss {summary['loss']:.4f}"
     stored = json.loads((out / "config.json").read_text())["training"]["batch_size"]
     assert stored == batch
 

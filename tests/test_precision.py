@@ -10,11 +10,10 @@ import json
 import numpy as np
 
 from diffuse_cli import modelstore, networks, training
+from diffuse_cli.config import default_config
 from tests.helpers import diffuse
 
-CONFIG = {"domain": "image", "channels": 1, "arch": "unet", "widths": [8, 16], "blocks": 1, "dense_hidden": 128,
-          "length": None, "embedding": "sinusoidal", "embedding_dim": 32, "activation_noise": 0.0,
-          "kernel_size": None, "schedule": "linear", "timesteps": 1000, "patch_size": 32, "sample_rate": None}
+CONFIG = default_config("image", 1, widths=[8, 16], embedding_dim=32, patch_size=32)
 
 
 def test_mixed_network_matches_float32_with_the_same_weights():
@@ -58,7 +57,9 @@ def test_mixed_training_learns_and_resumes_in_float32(synthetic_image_dir, tmp_p
 def test_cli_rejects_unknown_precision(synthetic_image_dir, tmp_path):
     r = diffuse("train", synthetic_image_dir, "--out", tmp_path / "m", "--precision", "half")
     assert r.returncode == 2
-    assert "--precision half" in r.stderr and "float32" in r.stderr and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'--precision'" in lines[0], r.stderr
+    assert "'half'" in lines[0] and "'float32'" in lines[0] and "Traceback" not in r.stderr
     assert not (tmp_path / "m").exists()
 
 

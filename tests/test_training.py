@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -16,8 +17,10 @@ import numpy as np
 import pytest
 
 from diffuse_cli import modelstore, training
+from diffuse_cli.config import load_config
 from diffuse_cli.encoding import sinusoidal_step_encoding
 from diffuse_cli.errors import InputError, Interrupted
+from diffuse_cli.training.data import DataSource
 from tests.conftest import write_images, write_signals
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,8 +48,8 @@ def test_image_unet_lowers_loss_and_raises_psnr(tiny_image_model_dir):
 @pytest.mark.slow
 def test_signal_unet_lowers_loss_and_raises_snr(tiny_signal_model_dir):
     s = summary_of(tiny_signal_model_dir)
-    cfg = modelstore.load_config(tiny_signal_model_dir)
-    assert (cfg["domain"], cfg["channels"], cfg["patch_size"]) == ("signal", 1, 256)
+    cfg = load_config(tiny_signal_model_dir)
+    assert (cfg.domain, cfg.channels, cfg.patch_size) == ("signal", 1, 256)
     assert s["loss"] < 0.5 * s["first_loss"]
     assert s["val_snr"] > s["val_baseline"] + 4.0, s
 
@@ -64,8 +67,8 @@ def dense_learned_dir(tmp_path_factory, synthetic_signal_dir) -> str:
 @pytest.mark.slow
 def test_dense_seed_model_learns_on_fixed_length_signals(dense_learned_dir):
     s = summary_of(dense_learned_dir)
-    cfg = modelstore.load_config(dense_learned_dir)
-    assert (cfg["arch"], cfg["length"], cfg["dense_hidden"]) == ("dense", 64, 128)
+    cfg = load_config(dense_learned_dir)
+    assert (cfg.arch, cfg.length, cfg.dense_hidden) == ("dense", 64, 128)
     assert s["loss"] < 0.5 * s["first_loss"]
     assert s["val_snr"] > s["val_baseline"] + 0.5, s
 
@@ -100,9 +103,16 @@ def resume_runs(tmp_path_factory, synthetic_image_dir):
             fired.set()
             threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT)).start()
 
-    with pytest.raises(Interrupted) as info:
-        training.train(training.TrainOptions(data=[synthetic_image_dir], out=b, **opts), progress=interrupt_later)
-    handler_after = signal.getsignal(signal.SIGINT)
+    # The disposition this relies on, whatever the test run inherited (nohup and `make test &` ignore SIGINT,
+    # and Python then installs no handler of its own).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(Interrupted) as info:
+            training.train(training.TrainOptions(data=[synthetic_image_dir], out=b, **opts),
+                           progress=interrupt_later)
+        handler_after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     stopped = training.load_training_state(b)
     resumed_events: list[dict] = []
     summary = training.train(training.TrainOptions(data=[synthetic_image_dir], out=b, resume=True, **opts),
@@ -153,8 +163,12 @@ def test_progress_events(resume_runs):
     assert {"step", "epoch", "checkpoint"} <= set(kinds)
     step = next(e for e in events if e["event"] == "step")
     assert {"step", "total", "loss", "patches_per_s"} <= set(step) and step["total"] == 40
+    assert step["loss_steps"] == 5  # log_every: the step loss is the mean of the last 5 steps
     epoch = next(e for e in events if e["event"] == "epoch")
-    assert "val_psnr" in epoch and np.isfinite(epoch["val_psnr"]) and epoch["message"]
+    assert "val_psnr" in epoch and np.isfinite(epoch["val_psnr"])
+    # the epoch line's loss is the epoch's mean (not the step events' recent mean): it says so
+    assert epoch["message"].startswith(f"step 20/40: epoch mean loss {epoch['loss']:.4f}, validation PSNR")
+    assert epoch["loss"] == pytest.approx(summary_of(resume_runs["a"])["history"][0]["loss"], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -172,6 +186,23 @@ def test_export_only_rebuilds_model_files(resume_runs, tmp_path):
     np.testing.assert_allclose(loaded.eps(x, t), reference.eps(x, t), atol=1e-6)
     with pytest.raises(InputError, match="no checkpoint"):
         training.train(training.TrainOptions(data=[], out=str(tmp_path / "empty"), export_only=True))
+
+
+@pytest.mark.slow
+def test_model_folder_files_get_the_usual_mode(synthetic_image_dir, tmp_path):
+    """Every file the model folder gets (config.json, weights, checkpoints and their config, SavedModel, logs) has
+    the mode any new file gets, 0666 less the umask: none is private (0600) while the others are not."""
+    out = tmp_path / "m"
+    inherited = os.umask(0o027)
+    try:
+        training.train(training.TrainOptions(data=[synthetic_image_dir], out=str(out), max_steps=2, steps_per_epoch=2,
+                                             checkpoint_every=1, val_count=2, **{**SMALL, "widths": (8,)}))
+    finally:
+        os.umask(inherited)
+    modes = {os.path.relpath(os.path.join(root, name), out): stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+             for root, _, files in os.walk(out) for name in files}
+    assert {"config.json", "weights.weights.h5", "checkpoints/config.json", "checkpoints/checkpoint"} <= set(modes)
+    assert {path: oct(mode) for path, mode in modes.items() if mode != 0o640} == {}
 
 
 # ------------------------------------------------------------------------------------- export, strategies
@@ -235,6 +266,73 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_image_dir, tmp_path):
     assert np.all(np.isfinite(eps)) and os.path.isdir(os.path.join(out, "saved_model"))
 
 
+@pytest.mark.slow
+def test_one_sgd_step_is_the_same_on_one_and_two_replicas(tmp_path):
+    """The same global batch, t and noise: the step on 2 mirrored replicas (all-reduce, global-norm clip, the
+    optimizer's own sum over replicas) gives the loss and weights of the step on 1 replica."""
+    script = textwrap.dedent(f"""
+        import json
+        import keras
+        import numpy as np
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from diffuse_cli.config import default_config
+        from diffuse_cli.training.checkpoints import RunState
+        from diffuse_cli.training.loop import TrainLoop
+        from diffuse_cli.training.options import TrainOptions, check_options, noise_levels
+        from diffuse_cli.training.resources import make_strategy
+
+        config = default_config("image", 1, widths=[8, 16], patch_size=16, timesteps=100, embedding_dim=16)
+        options = check_options(TrainOptions(data=[], out="", batch_size=8, loss="mse+ssim", grad_clip=0.5))
+        rng = np.random.default_rng(0)
+        x0 = rng.uniform(-1, 1, (8, 16, 16, 1)).astype(np.float32)
+        t = rng.uniform(1, 100, 8).astype(np.float32)
+        eps = rng.standard_normal(x0.shape).astype(np.float32)
+        start, out = None, {{}}
+        for name in ("default", "mirrored"):
+            strategy = make_strategy(name)
+            with strategy.scope():
+                run = RunState(config, options, 10, {str(tmp_path)!r} + "/" + name, chief=True)
+                run.optimizer = keras.optimizers.SGD(learning_rate=0.05)
+                run.optimizer.build(run.model.trainable_variables)
+            start = start or [rng.normal(0, 0.2, w.shape).astype(np.float32) for w in run.model.get_weights()]
+            run.model.set_weights(start)
+            loop = TrainLoop(run, strategy, config, options, noise_levels(options, "image", 127.5), None, print, print)
+            n = strategy.num_replicas_in_sync
+
+            def share(values):
+                def pick(ctx):
+                    k = ctx.replica_id_in_sync_group
+                    return tf.constant(values[k * 8 // n : (k + 1) * 8 // n])
+                return strategy.experimental_distribute_values_from_function(pick)
+
+            @tf.function
+            def step(a, b, c):
+                per_replica = strategy.run(loop.replica_update, args=(a, b, c))
+                return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+            loss = float(step(share(x0), share(t), share(eps)))
+            np.savez({str(tmp_path)!r} + "/" + name + ".npz", *run.model.get_weights())
+            out[name] = {{"replicas": n, "loss": loss}}
+        np.savez({str(tmp_path)!r} + "/start.npz", *start)
+        print("RESULT", json.dumps(out))
+    """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert (result["default"]["replicas"], result["mirrored"]["replicas"]) == (1, 2)
+    assert np.isfinite(result["default"]["loss"])
+    np.testing.assert_allclose(result["mirrored"]["loss"], result["default"]["loss"], rtol=1e-5)
+    start, one, two = (np.load(tmp_path / f"{name}.npz") for name in ("start", "default", "mirrored"))
+    moved = 0.0
+    for key in start.files:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-6)
+        moved = max(moved, float(np.abs(one[key] - start[key]).max()))
+    assert moved > 1e-4  # the step changed the weights
+
+
 # ------------------------------------------------------------------------------------- other losses, streaming
 @pytest.mark.slow
 def test_mse_ssim_loss_color_images_with_holdout(tmp_path):
@@ -244,7 +342,7 @@ def test_mse_ssim_loss_color_images_with_holdout(tmp_path):
         steps_per_epoch=10, **{**SMALL, "widths": (8, 8)}))
     assert s["holdout_files"] == 1 and s["files"] == 7 and s["channels"] == 3
     assert s["loss_terms"] == {"mse": 1.0, "ssim": 0.2} and np.isfinite(s["loss"])
-    assert modelstore.load_config(str(tmp_path / "m"))["channels"] == 3
+    assert load_config(str(tmp_path / "m")).channels == 3
 
 
 @pytest.mark.slow
@@ -269,7 +367,7 @@ def test_mixed_channels_rejected_unless_converted(tmp_path):
     files = [str(tmp_path / "g" / "img0.png"), str(tmp_path / "c" / "color0.png")]
     with pytest.raises(InputError, match="--channels"):
         training.train(training.TrainOptions(data=files, out=str(tmp_path / "m")))
-    source = training.DataSource(files, training.TrainOptions(data=files, out=""), channels=1)
+    source = DataSource(files, training.TrainOptions(data=files, out="", channels=1))
     assert source.channels == 1 and all(item.shape[-1] == 1 for item in source.items)
 
 
