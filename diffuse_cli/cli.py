@@ -49,6 +49,12 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed: the sa
 BitDepthOpt = Annotated[
     int | None, typer.Option("--bit-depth", help="Images: write 8 or 16 bits per channel (default: as the input).")
 ]
+AxisOpt = Annotated[
+    int | None,
+    typer.Option("--axis", help="Signals: the array axis that is time: 0 = rows are samples (N x channels), "
+                 "1 = channels first (channels x N). Default: NPY along its longer axis, CSV/TXT rows. "
+                 "The output keeps the input's layout."),
+]
 
 
 def version_callback(value: bool) -> None:
@@ -98,8 +104,11 @@ def info(message: str, quiet: bool) -> None:
 
 
 def emit_json(record: object, data_on_stdout: bool) -> None:
-    """JSON goes to stdout, unless stdout carries the data; then to stderr."""
-    text = json.dumps(record, indent=None, default=float)
+    """JSON goes to stdout, unless stdout carries the data; then to stderr. JSON has no infinity or NaN:
+    such a value (the PSNR of identical data, the SSIM of a tiny image) is written as null."""
+    from diffuse_cli.metrics import json_safe
+
+    text = json.dumps(json_safe(record), indent=None, default=float, allow_nan=False)
     print(text, file=sys.stderr if data_on_stdout else sys.stdout, flush=True)
 
 
@@ -128,12 +137,7 @@ def noise(
     step: Annotated[float | None, typer.Option(help="Diffusion: step t of q(x_t|x_0) (real values allowed).")] = None,
     schedule: Annotated[str, typer.Option(help="Diffusion: linear or cosine betas.")] = "linear",
     timesteps: Annotated[int, typer.Option(help="Diffusion: number of steps T.")] = 1000,
-    axis: Annotated[
-        int | None,
-        typer.Option("--axis", help="Signals: the array axis that is time: 0 = rows are samples (N x channels), "
-                     "1 = channels first (channels x N). Default: NPY along its longer axis, CSV/TXT rows. "
-                     "The output keeps the input's layout."),
-    ] = None,
+    axis: AxisOpt = None,
     seed: SeedOpt = None,
     format: FormatOpt = None,
     bit_depth: BitDepthOpt = None,
@@ -488,21 +492,31 @@ def denoise(
         float | None, typer.Option(help="Noise std in the file's units (0-255 for 8-bit); default: estimated.")
     ] = None,
     method: Annotated[
-        Method, typer.Option(help="Reverse process: onestep is the posterior mean (best PSNR); ddim is "
-                             "deterministic, ddpm stochastic (--seed), both over --steps.")
+        Method, typer.Option(help="Reverse process: onestep is the fastest, one step to the posterior-mean "
+                             "estimate; ddim (deterministic) and ddpm (stochastic, --seed) take --steps steps, "
+                             "more time; the PSNR each reaches is measured in bench/report.md.")
     ] = Method.onestep,
     steps: Annotated[int, typer.Option(help="Reverse steps for ddim/ddpm.")] = 10,
     noise_kind: Annotated[
-        NoiseKind, typer.Option(help="Noise to remove: salt-pepper impulses are filled first; auto decides.")
+        NoiseKind, typer.Option(metavar="<kind>", help="Noise to remove: gaussian, salt-pepper (impulses are "
+                                "filled first) or auto (decides per file).")
     ] = NoiseKind.gaussian,
     tile: Annotated[int, typer.Option(help="Image tile side (pixels); memory stays bounded.")] = 512,
     overlap: Annotated[int, typer.Option(help="Tile overlap (pixels), blended with a smooth window.")] = 32,
     batch: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
     reference: Annotated[
-        str | None, typer.Option(help="Clean file (or folder) to score input and output against.")
+        str | None,
+        typer.Option(help="Clean file, or a folder holding each input's clean version under the same relative "
+                     "path, to score input and output against. Images: PSNR and SSIM (n/a below 11x11 pixels). "
+                     "Audio: SNR and SI-SDR. Signals (CSV/TXT/NPY): SNR with the signal power around each "
+                     "column's mean, and SI-SDR, time/index columns excluded."),
     ] = None,
-    shard: Annotated[str | None, typer.Option(help="Process only slice I of N of the file list, as I/N.")] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="Process only slice I of N of the file list, as I/N (a slice with no "
+                                 "files prints a note and exits 0).")
+    ] = None,
     list_models: Annotated[bool, typer.Option("--list-models", help="List the bundled models and exit.")] = False,
+    axis: AxisOpt = None,
     seed: SeedOpt = None,
     format: FormatOpt = None,
     bit_depth: BitDepthOpt = None,
@@ -523,6 +537,7 @@ def denoise(
     check_bit_depth(bit_depth)
     from diffuse_cli import denoising, io
 
+    io.check_axis(axis)
     options = denoising.DenoiseOptions(sigma=sigma, method=method, steps=steps, noise_kind=noise_kind, seed=seed,
                                        tile=tile, overlap=overlap, batch=batch)
     denoising.validate_options(options)
@@ -532,10 +547,16 @@ def denoise(
         io.check_output_path(jobs[0][1], [jobs[0][0]], force)
     elif output == "-":
         raise InputError("-o -: several inputs need an output folder, not stdout")
-    run = DenoiseRun(model, options, reference, format, bit_depth, force)
+    skipped = [] if single else skipped_files(inputs)
+    show_skipped(skipped, quiet)
+    if not jobs:  # more shards than files: this one has nothing to do, which is not an error
+        info(f"diffuse: note: --shard {shard} has no files (the list has fewer files than shards); "
+             "nothing to do", quiet)
+    run = DenoiseRun(model, options, reference, format, bit_depth, force, axis)
     records, failures = run_jobs(jobs, run, single, quiet)
     if json_out:
-        emit_json(records[0] if single else {"files": records, "failed": failures}, data_on_stdout=output == "-")
+        emit_json(records[0] if single else {"files": records, "failed": failures, "skipped": skipped},
+                  data_on_stdout=output == "-")
     if failures:
         raise InputError(f"{failures} of {len(jobs)} files failed (see the messages above); the rest were written")
 
@@ -550,23 +571,25 @@ class DenoiseRun:
     fmt: str | None
     bit_depth: int | None
     force: bool
+    axis: int | None = None  # signals: the array axis that is time (--axis), for inputs and references
     models: dict = field(default_factory=dict)  # loaded models by path, each loaded once
 
 
-def run_jobs(jobs: list[tuple[str, str]], run: DenoiseRun, single: bool, quiet: bool) -> tuple[list[dict], int]:
-    """Clean each (input, output) pair; a bad file among several is reported and skipped.
+def run_jobs(jobs: list[tuple[str, str, str]], run: DenoiseRun, single: bool, quiet: bool) -> tuple[list[dict], int]:
+    """Clean each (input, output, name) job; a bad file among several is reported and skipped.
     Returns one record per file and the number that failed."""
     records, failures = [], 0
     with FileProgress(len(jobs), quiet) as progress:
-        for src, dst in jobs:
+        for src, dst, rel in jobs:
             try:
-                record = denoise_one(src, dst, run, progress)
+                record = denoise_one(src, dst, rel, run, progress)
             except InputError as err:
                 if single:
                     raise
                 failures += 1
                 console.print(f"diffuse: error: {one_line(str(err))} (skipped)", markup=False)
-                record = {"input": src, "output": dst, "error": one_line(str(err))}
+                # nothing was written for it (outputs are atomic) and nothing was measured
+                record = {"input": src, "output": None, "error": one_line(str(err))}
             else:
                 report_file(record, quiet)
             records.append(record)
@@ -574,12 +597,14 @@ def run_jobs(jobs: list[tuple[str, str]], run: DenoiseRun, single: bool, quiet: 
     return records, failures
 
 
-def plan_jobs(inputs: list[str], output: str, shard: str | None, fmt: str | None) -> list[tuple[str, str]]:
-    """(input, output) pairs: one file to one output, or many files into an output folder mirroring names."""
+def plan_jobs(inputs: list[str], output: str, shard: str | None, fmt: str | None) -> list[tuple[str, str, str]]:
+    """(input, output, name) jobs: one file to one output, or many files into an output folder mirroring
+    names. The name is the input's path inside its folder (a file's own name): outputs and references
+    are found under it."""
     from diffuse_cli import io
 
     if inputs == ["-"]:
-        return [("-", output)]
+        return [("-", output, "-")]
     if "-" in inputs:
         raise InputError("'-' (stdin) cannot be mixed with other inputs")
     pairs = io.expand_inputs_with_names(inputs)
@@ -588,14 +613,46 @@ def plan_jobs(inputs: list[str], output: str, shard: str | None, fmt: str | None
     if shard:
         pairs = shard_slice(pairs, shard)
     if len(pairs) == 1 and not any(io.is_collection(a) for a in inputs) and not Path(output).is_dir():
-        return [(pairs[0][0], output)]
+        return [(pairs[0][0], output, pairs[0][1])]
     jobs = []
     for src, rel in pairs:
         dst = Path(output) / rel
         if fmt:
             dst = dst.with_suffix("." + fmt.lower().lstrip("."))
-        jobs.append((src, str(dst)))
+        jobs.append((src, str(dst), rel))
     return jobs
+
+
+def skipped_files(inputs: list[str]) -> list[str]:
+    """Files that folders or patterns among ``inputs`` hold but the expansion leaves out: not an image,
+    audio or signal file by their extension (hidden files and folders are left out on purpose, unnamed)."""
+    import glob
+
+    from diffuse_cli import io
+
+    skipped: list[str] = []
+    for arg in inputs:
+        if arg == "-" or not io.is_collection(arg):
+            continue
+        if os.path.isdir(arg):
+            for root, dirs, names in os.walk(arg):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                skipped.extend(os.path.join(root, n) for n in sorted(names)
+                               if not n.startswith(".") and io.format_from_extension(n) is None)
+        else:
+            skipped.extend(m for m in sorted(glob.glob(arg, recursive=True))
+                           if os.path.isfile(m) and io.format_from_extension(m) is None)
+    return list(dict.fromkeys(skipped))
+
+
+def show_skipped(skipped: list[str], quiet: bool, shown: int = 3) -> None:
+    """One note line: how many files were skipped and the first few names."""
+    if not skipped:
+        return
+    names = ", ".join(skipped[:shown]) + (f" and {len(skipped) - shown} more" if len(skipped) > shown else "")
+    what = "file that is not an image, audio or signal file" if len(skipped) == 1 else \
+        "files that are not image, audio or signal files"
+    info(f"diffuse: note: skipped {len(skipped)} {what} (by extension): {names}", quiet)
 
 
 def shard_slice(items: list, shard: str) -> list:
@@ -609,8 +666,9 @@ def shard_slice(items: list, shard: str) -> list:
     return list(items)[i - 1 :: n]
 
 
-def denoise_one(src: str, dst: str, run: DenoiseRun, progress: FileProgress) -> dict:
-    """Load, clean and save one file; the record ``--json`` prints for it."""
+def denoise_one(src: str, dst: str, rel: str, run: DenoiseRun, progress: FileProgress) -> dict:
+    """Load, clean and save one file (``rel``: its name inside its folder); the record ``--json`` prints for
+    it. A reference that is missing or does not match fails the file before anything is written."""
     from diffuse_cli import denoising, io
     from diffuse_cli import models as bundled
 
@@ -618,7 +676,8 @@ def denoise_one(src: str, dst: str, run: DenoiseRun, progress: FileProgress) -> 
     if dst != "-":
         Path(dst).parent.mkdir(parents=True, exist_ok=True)  # an output folder mirrors the input tree
         io.check_output_path(dst, [src], run.force)
-    media = io.load(src)
+    media = io.load(src, axis=run.axis)
+    clean = load_reference(run.reference, src, rel, media, run.axis) if run.reference else None
     model_path = run.model_dir or bundled.choose(media)
     if model_path not in run.models:
         with native_stderr_silenced():
@@ -638,36 +697,63 @@ def denoise_one(src: str, dst: str, run: DenoiseRun, progress: FileProgress) -> 
     record = {"input": src, "output": dst, "format": written, "model": str(model_path), **details,
               "seconds": round(time.perf_counter() - started, 3)}
     record["notes"] = list(dict.fromkeys([*media.notes, *details.get("notes", []), *save_notes]))
-    if run.reference:
-        record["metrics"] = score(media, cleaned, reference_for(run.reference, src), dst)
+    if clean is not None:
+        record["metrics"] = score(media, cleaned, clean)
     return record
 
 
-def reference_for(reference: str, src: str) -> str:
-    """A reference file, or the same-named file inside a reference folder."""
+def reference_for(reference: str, rel: str) -> str:
+    """A reference file, or the file at the input's relative path ``rel`` inside a reference folder
+    (``in/a/x.png`` -> ``ref/a/x.png``, as outputs mirror it)."""
     ref = Path(reference)
-    return str(ref / Path(src).name) if ref.is_dir() else reference
+    return str(ref / rel) if ref.is_dir() else reference
 
 
-def score(noisy, cleaned, reference: str, dst: str) -> dict:
-    """PSNR/SSIM (images, 0..max scale) or SNR/SI-SDR (signals) of input and output against a clean file."""
+def load_reference(reference: str, src: str, rel: str, media, axis: int | None):
+    """The clean version of ``src``, read like the input (``--axis``), with the input's shape."""
+    from diffuse_cli import io
+
+    path = reference_for(reference, rel)
+    if Path(reference).is_dir() and (src == "-" or not os.path.isfile(path)):
+        name = "<stdin>" if src == "-" else src
+        raise InputError(f"{name}: no reference {path} (a reference folder holds each input's clean version "
+                         "under the same relative path); add it, or give --reference FILE")
+    clean = io.load(path, axis=axis)
+    if clean.samples.shape != media.samples.shape:
+        raise InputError(f"{path}: reference shape {clean.samples.shape} differs from the input's "
+                         f"{media.samples.shape}; give the clean version of the same file")
+    return clean
+
+
+def score(noisy, cleaned, clean) -> dict:
+    """PSNR/SSIM (images, 0..max scale) or SNR/SI-SDR (audio, signals) of input and output against the
+    clean Media.
+
+    Signals are scored as ``noise`` measures them: time/index columns (:func:`noise.axis_columns`) are not
+    measurements and are left out, and the SNR's signal power is taken around each column's mean (a DC
+    level, 20 degrees C of a temperature log, is not signal). SSIM is NaN for an image under 11x11.
+    """
     import numpy as np
 
-    from diffuse_cli import io, metrics
-    from diffuse_cli.noise import quantize_like_file
+    from diffuse_cli import metrics
+    from diffuse_cli.noise import axis_columns, quantize_like_file
 
-    clean = io.load(reference)
-    if clean.samples.shape != noisy.samples.shape:
-        raise InputError(f"{reference}: reference shape {clean.samples.shape} differs from the input's "
-                         f"{noisy.samples.shape}; give the clean version of the same file")
     ref = np.asarray(clean.samples, dtype=np.float64)
     before = np.asarray(noisy.samples, dtype=np.float64)
     after = quantize_like_file(cleaned, cleaned.samples)
     if noisy.domain == "image":
         return {"psnr_in": metrics.psnr(ref, before, 2.0), "psnr_out": metrics.psnr(ref, after, 2.0),
                 "ssim_in": metrics.ssim(ref, before, 2.0), "ssim_out": metrics.ssim(ref, after, 2.0)}
-    return {"snr_in": metrics.snr_db(ref, before), "snr_out": metrics.snr_db(ref, after),
-            "si_sdr_in": metrics.si_sdr(ref, before), "si_sdr_out": metrics.si_sdr(ref, after)}
+    signal = noisy.domain == "signal"
+    skipped = axis_columns(ref) if signal else []
+    measured = [c for c in range(ref.shape[-1]) if c not in skipped] or list(range(ref.shape[-1]))
+    ref, before, after = ref[..., measured], before[..., measured], after[..., measured]
+    result = {"snr_in": metrics.snr_db(ref, before, zero_mean=signal),
+              "snr_out": metrics.snr_db(ref, after, zero_mean=signal),
+              "si_sdr_in": metrics.si_sdr(ref, before), "si_sdr_out": metrics.si_sdr(ref, after)}
+    if skipped:
+        result["unscored_columns"] = skipped
+    return result
 
 
 def report_file(record: dict, quiet: bool) -> None:
@@ -678,12 +764,20 @@ def report_file(record: dict, quiet: bool) -> None:
         line += f", {record['noise_kind_used']} ({record.get('impulses', 0)} impulses filled)"
     m = record.get("metrics")
     if m and "psnr_in" in m:
-        line += f"; PSNR {m['psnr_in']:.2f} -> {m['psnr_out']:.2f} dB, SSIM {m['ssim_in']:.3f} -> {m['ssim_out']:.3f}"
+        line += (f"; PSNR {metric_text(m['psnr_in'])} -> {metric_text(m['psnr_out'])} dB, "
+                 f"SSIM {metric_text(m['ssim_in'], '.3f')} -> {metric_text(m['ssim_out'], '.3f')}")
     elif m:
-        line += (f"; SNR {m['snr_in']:.2f} -> {m['snr_out']:.2f} dB, "
-                 f"SI-SDR {m['si_sdr_in']:.2f} -> {m['si_sdr_out']:.2f} dB")
+        line += (f"; SNR {metric_text(m['snr_in'])} -> {metric_text(m['snr_out'])} dB, "
+                 f"SI-SDR {metric_text(m['si_sdr_in'])} -> {metric_text(m['si_sdr_out'])} dB")
     info(line, quiet)
     show_notes(record["input"], record.get("notes") or [], quiet)
+
+
+def metric_text(value: float | None, spec: str = ".2f") -> str:
+    """A metric for the text report: 'n/a' where it could not be computed (SSIM of a tiny image)."""
+    import math
+
+    return "n/a" if value is None or math.isnan(value) else format(value, spec)
 
 
 def show_models(entries: list[dict], json_out: bool) -> None:
