@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from diffuse_cli import __version__
-from diffuse_cli.enums import Arch, Embedding, Loss, Method, NoiseKind, Precision, ScheduleKind, Strategy, Xla
+from diffuse_cli.enums import Arch, Embedding, Loss, Method, NoiseKind, Precision, Runtime, ScheduleKind, Strategy, Xla
 from diffuse_cli.errors import InputError, Interrupted
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -209,11 +209,13 @@ def encode_steps(
         raise InputError(f"--steps {steps!r}: {err}") from None
     if model is not None:
         with native_stderr_silenced():
-            from diffuse_cli import modelstore  # imports TensorFlow: only for --model
+            from diffuse_cli import litert_model  # TensorFlow only for a model without model.tflite
 
-            loaded = modelstore.load_model(model)
+            loaded, note = litert_model.open_model(model)
+        if note:
+            info(f"{model}: note: {note}", quiet)
         values = loaded.step_encodings(t)
-        source = f"{model} ({loaded.config['embedding']})"
+        source = f"{model} ({loaded.config.embedding})"
     else:
         if not 1 <= dim <= 8192:
             raise InputError(f"--dim {dim}: must be between 1 and 8192")
@@ -516,6 +518,10 @@ def denoise(
                                  "files prints a note and exits 0).")
     ] = None,
     list_models: Annotated[bool, typer.Option("--list-models", help="List the bundled models and exit.")] = False,
+    runtime: Annotated[
+        Runtime, typer.Option(help="auto: LiteRT when the model folder has model.tflite (fast start, no "
+                              "TensorFlow), else TensorFlow; tensorflow: the Keras weights (e.g. on a GPU).")
+    ] = Runtime.auto,
     axis: AxisOpt = None,
     seed: SeedOpt = None,
     format: FormatOpt = None,
@@ -552,7 +558,7 @@ def denoise(
     if not jobs:  # more shards than files: this one has nothing to do, which is not an error
         info(f"diffuse: note: --shard {shard} has no files (the list has fewer files than shards); "
              "nothing to do", quiet)
-    run = DenoiseRun(model, options, reference, format, bit_depth, force, axis)
+    run = DenoiseRun(model, options, reference, format, bit_depth, force, axis, runtime.value)
     records, failures = run_jobs(jobs, run, single, quiet)
     if json_out:
         emit_json(records[0] if single else {"files": records, "failed": failures, "skipped": skipped},
@@ -572,7 +578,8 @@ class DenoiseRun:
     bit_depth: int | None
     force: bool
     axis: int | None = None  # signals: the array axis that is time (--axis), for inputs and references
-    models: dict = field(default_factory=dict)  # loaded models by path, each loaded once
+    runtime: str = "auto"  # --runtime: LiteRT or TensorFlow
+    models: dict = field(default_factory=dict)  # (model, note) by path, each loaded once
 
 
 def run_jobs(jobs: list[tuple[str, str, str]], run: DenoiseRun, single: bool, quiet: bool) -> tuple[list[dict], int]:
@@ -681,10 +688,10 @@ def denoise_one(src: str, dst: str, rel: str, run: DenoiseRun, progress: FilePro
     model_path = run.model_dir or bundled.choose(media)
     if model_path not in run.models:
         with native_stderr_silenced():
-            from diffuse_cli import modelstore  # imports TensorFlow
+            from diffuse_cli import litert_model  # TensorFlow only without model.tflite or with --runtime
 
-            run.models[model_path] = modelstore.load_model(model_path)
-    model = run.models[model_path]
+            run.models[model_path] = litert_model.open_model(model_path, run.runtime)
+    model, runtime_note = run.models[model_path]
     denoising.check_model_fits(model.config, media, model_path)
     progress.start_file(src)
     # Without --reference the noisy samples are not needed afterwards: clean them in place (one full-size
@@ -696,7 +703,9 @@ def denoise_one(src: str, dst: str, rel: str, run: DenoiseRun, progress: FilePro
                       notes=save_notes)
     record = {"input": src, "output": dst, "format": written, "model": str(model_path), **details,
               "seconds": round(time.perf_counter() - started, 3)}
-    record["notes"] = list(dict.fromkeys([*media.notes, *details.get("notes", []), *save_notes]))
+    record["runtime"] = model.runtime
+    runtime_notes = [runtime_note] if runtime_note else []
+    record["notes"] = list(dict.fromkeys([*media.notes, *runtime_notes, *details.get("notes", []), *save_notes]))
     if clean is not None:
         record["metrics"] = score(media, cleaned, clean)
     return record

@@ -75,3 +75,11 @@ class Strategy(str, Enum):
     default = "default"
     mirrored = "mirrored"
     multi_worker = "multi-worker"
+
+
+class Runtime(str, Enum):
+    """What runs a model's network at inference: LiteRT (model.tflite, no TensorFlow) or TensorFlow."""
+
+    auto = "auto"
+    litert = "litert"
+    tensorflow = "tensorflow"

@@ -139,6 +139,8 @@ class LiteRTModel:
     share a shape), and re-plans its memory only when it changes.
     """
 
+    runtime = "litert"  # what the --json record reports
+
     def __init__(self, config: ModelConfig, interpreter: object, path: str) -> None:
         self.config = config
         self.path = path

@@ -125,6 +125,8 @@ class LoadedModel:
     graph, and XLA compiles once per distinct input shape.
     """
 
+    runtime = "tensorflow"  # what the --json record reports
+
     def __init__(self, config: ModelConfig, model: keras.Model, jit_compile: bool = False) -> None:
         self.config = config
         self.model = model
