@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from diffuse_cli.errors import InputError
 from diffuse_cli.objectives import OBJECTIVES
@@ -84,8 +84,6 @@ class ModelConfig:
 
         Any problem raises InputError naming ``source`` (the config file) and the offending key.
         """
-        if isinstance(cfg, ModelConfig):  # revalidating a built config (e.g. before saving)
-            cfg = cfg.to_dict()
         _check_types(cfg, source)
         assert isinstance(cfg, dict)
         values = {k: v for k, v in cfg.items() if k in _SCHEMA}
@@ -107,19 +105,6 @@ class ModelConfig:
     def replace(self, **changes: object) -> ModelConfig:
         """A copy with ``changes`` applied (the config stays frozen)."""
         return replace(self, **changes)
-
-    # Transitional read-only mapping access (``cfg["key"]``, ``{**cfg}``) for code not yet converted to
-    # attributes; values as in config.json.
-    def __getitem__(self, key: str) -> object:
-        if key not in KEYS:
-            raise KeyError(key)
-        return self.to_dict()[key]
-
-    def get(self, key: str, default: object = None) -> object:
-        return self[key] if key in KEYS else default
-
-    def keys(self) -> tuple[str, ...]:
-        return KEYS
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -228,7 +213,6 @@ def _check_types(cfg: object, source: str) -> None:
         raise _bad(source, unknown[0], "is not a known key")
 
 
-KEYS = tuple(f.name for f in fields(ModelConfig))
 
 
 def default_config(domain: str, channels: int, **overrides: object) -> ModelConfig:

@@ -44,10 +44,6 @@ def write_config(model_dir: str, config: ModelConfig) -> None:
     io.atomic_write_bytes(os.path.join(model_dir, CONFIG_NAME), data, force=True)
 
 
-def _atomic_write(path: str, data: bytes) -> None:  # transitional: training's run-config writer
-    io.atomic_write_bytes(path, data, force=True)
-
-
 def save_model(model_dir: str, config: ModelConfig, model: keras.Model, tflite: bool = True) -> None:
     """Write config.json and weights.weights.h5 atomically, then the SavedModel export and ``model.tflite``.
 
@@ -55,8 +51,7 @@ def save_model(model_dir: str, config: ModelConfig, model: keras.Model, tflite: 
     validated again as it will be read back, so a model directory is never written with a bad one.
     ``tflite=False`` skips the LiteRT file (and removes a stale one: it would not match the new weights).
     """
-    raw = config if isinstance(config, dict) else config.to_dict()  # dict: transitional callers
-    config = validate_config(raw, os.path.join(model_dir, CONFIG_NAME))
+    config = validate_config(config.to_dict(), os.path.join(model_dir, CONFIG_NAME))
     os.makedirs(model_dir, exist_ok=True)
     tmp_weights = os.path.join(model_dir, ".tmp-weights.weights.h5")
     model.save_weights(tmp_weights, overwrite=True)
@@ -102,6 +97,9 @@ def export_saved_model(model: keras.Model, config: ModelConfig, path: str) -> No
     module = _Serving(model, config)
     parent = os.path.dirname(os.path.abspath(path))
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-saved_model-")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the folder gets the usual mode like every other
     try:
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
         if os.path.isdir(path):

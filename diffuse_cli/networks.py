@@ -17,7 +17,7 @@ from keras import layers, ops  # noqa: E402
 from keras.layers import Concatenate, Dense, Flatten, Input, Reshape  # noqa: E402
 from keras.models import Model  # noqa: E402
 
-from diffuse_cli.config import ARCHS, EMBEDDINGS, ModelConfig  # noqa: E402, F401
+from diffuse_cli.config import ModelConfig  # noqa: E402
 from diffuse_cli.encoding import angle_rates, sinusoidal_step_encoding  # noqa: E402
 
 
@@ -200,15 +200,6 @@ def step_encoding_layer(config: ModelConfig) -> layers.Layer:
 # --------------------------------------------------------------------------------------------------
 # Builders
 # --------------------------------------------------------------------------------------------------
-# Transitional: callers not yet converted to the ModelConfig properties.
-def size_multiple(config: ModelConfig) -> int:
-    return config.size_multiple
-
-
-def network_rank(config: ModelConfig) -> int:
-    return config.rank
-
-
 def build_network(config: ModelConfig, mixed_precision: bool = False) -> keras.Model:
     """Build the network a (validated) model config describes; inputs ``x_t``, ``t``, output ``eps``.
 
