@@ -64,10 +64,19 @@ def si_sdr(ref: np.ndarray, x: np.ndarray) -> float:
     return float(np.mean(values))
 
 
-def _gaussian_filter(img: np.ndarray, sigma: float = 1.5, radius: int = 5) -> np.ndarray:
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    """Normalised 1D Gaussian ``g_i = exp(-((i - (size - 1) / 2) / sigma)^2 / 2) / sum_j g_j`` (SSIM's window)."""
+    g = np.exp(-0.5 * ((np.arange(size) - (size - 1) / 2) / sigma) ** 2)
+    return g / g.sum()
+
+
+def _gaussian_filter(img: np.ndarray) -> np.ndarray:
     """Separable Gaussian blur with 'valid' borders (as in Wang et al.'s reference SSIM)."""
-    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    k /= k.sum()
+    k = gaussian_window()
     windows = np.lib.stride_tricks.sliding_window_view
     rows = windows(img, len(k), axis=1) @ k
     return np.moveaxis(windows(rows, len(k), axis=0), -1, -1) @ k
