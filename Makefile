@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DIFFUSE := $(BIN)/diffuse
 DEMO := runs/demo
 
-.PHONY: install test lint demo train-demo train-defaults train-default-image train-default-audio bundle-defaults \
+.PHONY: install test lint demo train-demo train-defaults train-default-image train-default-audio train-default-signal bundle-defaults \
 	bench perf fuzz clean
 
 install: $(VENV)/.installed
@@ -66,6 +66,9 @@ IMAGE_STEPS ?= 5000
 AUDIO_STEPS ?= 5000
 IMAGE_MODEL := runs/defaults/photo-gray
 AUDIO_MODEL := runs/defaults/speech-16k
+SIGNAL_DATA := runs/signal-data
+SIGNAL_STEPS ?= 20000
+SIGNAL_MODEL := runs/defaults/signal
 
 $(DATA)/train/images:
 	$(BIN)/python scripts/prepare_defaults_data.py $(DATA)
@@ -84,14 +87,28 @@ train-default-audio: install $(DATA)/train/images
 		--steps-per-epoch 250 --checkpoint-every 250 --keep 2 --seed 0 \
 		--description "speech, 16 kHz: 160 utterances synthesised with Debian's espeak-ng (GPL-3 program; the generated audio is ours), several voices; built by scripts/prepare_defaults_data.py"
 
-# Copies config.json + weights (no SavedModel: the CLI rebuilds the network from the validated config).
+# The 1D signal model: synthetic series only (diffuse_cli/synthetic_signals.py); real series stay held out.
+$(SIGNAL_DATA)/train:
+	$(BIN)/python scripts/make_signal_data.py $(SIGNAL_DATA)
+
+train-default-signal: install $(SIGNAL_DATA)/train
+	$(DIFFUSE) train $(SIGNAL_DATA)/train --out $(SIGNAL_MODEL) --resume \
+		--widths 8,16,24,32,48,64 --kernel-size 5 --patch-size 1024 --batch-size 16 --max-steps $(SIGNAL_STEPS) \
+		--lr 1e-3 --warmup-steps 200 --steps-per-epoch 250 --checkpoint-every 250 --keep 2 --seed 0 \
+		--low-noise-fraction 0.9 --low-noise-sigma 0.01,2 --val-sigma 0.3 \
+		--description "1D series: 4000 synthetic series of 12 families from diffuse_cli/synthetic_signals.py, written by scripts/make_signal_data.py (seed 0); no real data"
+
+# Copies config.json, the weights and model.tflite (what denoise runs on LiteRT; rebuilt from the weights when a
+# run folder lacks it). No SavedModel: the CLI rebuilds the network from the validated config.
 bundle-defaults:
-	for m in $(IMAGE_MODEL) $(AUDIO_MODEL); do \
+	for m in $(IMAGE_MODEL) $(AUDIO_MODEL) $(SIGNAL_MODEL); do \
+		test -f $$m/model.tflite || $(BIN)/python -m diffuse_cli.tflite_export $$m ; \
 		mkdir -p diffuse_cli/models/$$(basename $$m) && \
-		cp $$m/config.json $$m/weights.weights.h5 diffuse_cli/models/$$(basename $$m)/ ; done
+		cp $$m/config.json $$m/weights.weights.h5 $$m/model.tflite diffuse_cli/models/$$(basename $$m)/ ; done
 
 train-defaults: install
 	$(MAKE) -j2 train-default-image train-default-audio
+	$(MAKE) train-default-signal
 	$(MAKE) bundle-defaults
 
 bench: $(VENV)/.bench-installed
