@@ -16,9 +16,11 @@ Protocol:
   output SNR against the clean series (an oracle choice, per series and noise level).
 - Ours: ``--model`` (blind, as the CLI runs by default, and with the true sigma) and the
   ``--reference-model`` (default: the bundled speech model, blind), in-process through the package's
-  denoise_media, or through ``diffuse denoise --model DIR`` with ``--cli``.
+  denoise_media on the runtime the CLI picks (LiteRT when the folder has a model.tflite, else
+  TensorFlow), or through ``diffuse denoise --model DIR`` with ``--cli``.
 - Speed: samples per second of the in-process blind run over a 2^20-sample series (best of 2, after a
-  warm-up call), next to the machine's load average (the 2 cores are shared).
+  warm-up call), wall-clock and per CPU second, next to the machine's load average, and relative to the
+  reference model run interleaved on the same series (a ratio that holds when the cores are shared).
 
 Writes OUT/signals.json (every number) and OUT/signals.md (the tables), and prints the tables.
 """
@@ -246,16 +248,27 @@ def _engine():
     return denoising
 
 
+def open_model(model_dir: str) -> object:
+    """The model as `diffuse denoise` runs it: LiteRT when the folder has a model.tflite, else TensorFlow."""
+    try:
+        from diffuse_cli import litert_model
+    except ImportError:  # a tree without the LiteRT runtime
+        from diffuse_cli import modelstore
+
+        return modelstore.load_model(model_dir)
+    return litert_model.open_model(model_dir)[0]
+
+
 class Ours:
     """A model directory run in-process (load once, denoise_media per series) or through the CLI."""
 
     def __init__(self, model_dir: str, use_cli: bool) -> None:
         self.model_dir, self.use_cli = model_dir, use_cli
         self.model = None
+        self.runtime = "cli"
         if not use_cli:
-            from diffuse_cli import modelstore
-
-            self.model = modelstore.load_model(model_dir)
+            self.model = open_model(model_dir)
+            self.runtime = str(getattr(self.model, "runtime", "tensorflow"))
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-signals-")
 
     def __call__(self, y: np.ndarray, sigma: float | None = None) -> tuple[np.ndarray, float, dict]:
@@ -287,17 +300,33 @@ class Ours:
         return np.asarray(cleaned.samples, dtype=np.float64).reshape(-1), seconds, info
 
 
-def speed(ours: Ours, rng: np.random.Generator) -> dict:
-    """In-process samples/s of a blind run over SPEED_SAMPLES samples (best of 2 after a warm-up call)."""
+def speed(ours: Ours, reference: Ours | None, rng: np.random.Generator) -> dict:
+    """In-process blind runs over SPEED_SAMPLES samples: best of 2 after a warm-up call, wall-clock and
+    process CPU time (all threads). The reference model runs interleaved on the same series, so the
+    ratio of the two holds even when other work shares the cores."""
     from diffuse_cli import synthetic_signals
 
     x, _ = synthetic_signals.compose(SPEED_SAMPLES, rng)
     y, _ = add_noise(x, 15.0, (999, 15))
-    ours(y[:16384])
-    times = [ours(y)[1] for _ in range(2)]
+    models = {"ours": ours} if reference is None else {"ours": ours, "reference": reference}
+    for m in models.values():
+        m(y[:16384])
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for _ in range(2):
+        for key, m in models.items():
+            c0 = time.process_time()
+            seconds = m(y)[1]
+            wall[key] = min(wall.get(key, math.inf), seconds)
+            cpu[key] = min(cpu.get(key, math.inf), time.process_time() - c0)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return {"samples": SPEED_SAMPLES, "seconds": min(times), "samples_per_s": SPEED_SAMPLES / min(times),
-            "load_average_1min": round(load, 2), "cpus": os.cpu_count()}
+    out = {"samples": SPEED_SAMPLES, "seconds": wall["ours"], "samples_per_s": SPEED_SAMPLES / wall["ours"],
+           "cpu_seconds": cpu["ours"], "samples_per_cpu_s": SPEED_SAMPLES / cpu["ours"],
+           "load_average_1min": round(load, 2), "cpus": os.cpu_count()}
+    if reference is not None:
+        out["reference_seconds"] = wall["reference"]
+        out["speedup_over_reference"] = wall["reference"] / wall["ours"]
+    return out
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -355,12 +384,13 @@ def run(args: argparse.Namespace) -> dict:
                    "tv": score(x, tv_oracle(y, x, float(np.std(y - x)))[0]), "ours": score(x, ours(y)[0])}
         if reference is not None:
             shipped["reference"] = score(x, reference(y)[0])
-    perf = None if args.no_speed or args.cli else speed(ours, np.random.default_rng(0))
+    perf = None if args.no_speed or args.cli else speed(ours, reference, np.random.default_rng(0))
     return {
         "command": "python bench/signals.py " + " ".join(sys.argv[1:]),
         "model": args.model,
         "reference_model": args.reference_model,
         "via": "cli" if args.cli else "in-process",
+        "runtime": ours.runtime,
         "machine": f"{os.cpu_count()} CPU(s), {platform.processor() or platform.machine()}, "
                    f"Python {platform.python_version()}",
         "seconds": round(time.time() - t_start, 1),
@@ -382,7 +412,8 @@ def markdown(report: dict) -> str:
     rows = report["rows"]
     methods = [m for m in ("noisy", "wavelet", "savgol", "tv", "best-classical", "ours", "ours-known", "reference")
                if any(m in r for r in rows)]
-    lines = [f"Command: `{report['command']}`  ", f"Model: `{report['model']}` ({report['via']}); "
+    lines = [f"Command: `{report['command']}`  ", f"Model: `{report['model']}` ({report['via']}, "
+             f"{report.get('runtime', '?')}); "
              f"machine: {report['machine']}; total run {report['seconds']} s.", ""]
     lines += ["### Held-out series + white noise: mean output SNR (dB, zero-mean reference)", "",
               "| method | " + " | ".join(f"{snr} dB in" for snr in SNRS) + " |",
@@ -403,8 +434,10 @@ def markdown(report: dict) -> str:
     if report.get("speed"):
         sp = report["speed"]
         lines += ["", f"Speed (in-process, blind, {sp['samples']} samples): {sp['samples_per_s'] / 1e6:.2f} M "
-                  f"samples/s (target >= 1 M) on {sp['cpus']} CPU(s), 1-min load average "
-                  f"{sp['load_average_1min']} during the run."]
+                  f"samples/s wall-clock (target >= 1 M), {sp['samples_per_cpu_s'] / 1e6:.2f} M samples per CPU "
+                  f"second, on {sp['cpus']} CPU(s) with a 1-min load average of {sp['load_average_1min']}"
+                  + (f"; {sp['speedup_over_reference']:.2f}x the reference model's speed on the same series"
+                     if "speedup_over_reference" in sp else "") + "."]
     lines += ["", "### Per series (output SNR, dB)", "",
               "| series | n | in | " + " | ".join(m for m in methods if m != "noisy") + " |",
               "|---|---|---|" + "---|" * (len(methods) - 1)]
