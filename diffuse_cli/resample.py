@@ -29,3 +29,14 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int, length: int | None = N
             pad = [(0, length - y.shape[0])] + [(0, 0)] * (y.ndim - 1)
             y = np.pad(y, pad)
     return y
+
+
+def noise_std_factor(from_rate: int, to_rate: int) -> float:
+    """What resampling does to white noise's std: ``s -> s * sqrt(min(1, to_rate / from_rate))``.
+
+    White noise of std ``s`` at rate R1 spreads its power evenly up to R1 / 2. Down to R2 < R1, the ideal
+    low-pass keeps the share R2 / R1 of it, and the noise is white again at R2 (the same power density
+    inside the band). Up to R2 > R1, the power is kept, but it lies below R1 / 2 only.
+    """
+    return float(np.sqrt(min(1.0, to_rate / from_rate)))
+

@@ -160,6 +160,24 @@ def predict_x0(x_t: np.ndarray, eps: np.ndarray, alpha_bar_t: np.ndarray | float
     return (x_t - np.sqrt(1.0 - ab) * eps) / np.sqrt(ab)
 
 
+def clip_eps(x_t: np.ndarray, eps: np.ndarray, alpha_bar_t: np.ndarray | float, low: float,
+             high: float) -> np.ndarray:
+    """The eps whose clean-data estimate is clipped to the data range [low, high] (improved-diffusion's
+    ``clip_denoised``): ``x0 = clip(predict_x0(x_t, eps, ab_t), low, high)``,
+    ``eps' = (x_t - sqrt(ab_t) * x0) / sqrt(1 - ab_t)``.
+
+    :func:`ddim_step` and :func:`ddpm_step` given ``eps'`` then step from the clipped x0 (DDIM keeps the
+    direction consistent with it, DDPM takes its posterior mean around it). ``eps' = eps`` exactly where x0
+    is inside the range. For ``ab_t = 1`` (t = 0) x0 is ``x_t`` and there is nothing to step: ``eps``.
+    """
+    ab = broadcast_to_rank(alpha_bar_t, np.ndim(x_t))
+    x0 = predict_x0(x_t, eps, alpha_bar_t)
+    clipped = np.clip(x0, low, high)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recomputed = (x_t - np.sqrt(ab) * clipped) / np.sqrt(1.0 - ab)
+    return np.where((clipped == x0) | (ab >= 1.0), eps, recomputed)
+
+
 def ddim_step(
     x_t: np.ndarray,
     eps: np.ndarray,

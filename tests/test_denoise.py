@@ -221,25 +221,28 @@ def test_ddim_steps_by_hand():
 
 
 def test_ddpm_steps_by_hand():
-    """Ancestral DDPM with ``eps = x_t t / (t + 1)`` over 2 steps, noise from the same generator:
+    """Ancestral DDPM with ``eps = x_t t / (t + 1)`` over 2 steps, the noise of step k drawn by position
+    (reverse.PositionNoise, tested in test_denoise_correctness.py):
     ``mean = sqrt(ab_s) beta / (1 - ab_t) x0 + sqrt(alpha) (1 - ab_s) / (1 - ab_t) x_t``,
     ``var = beta (1 - ab_s) / (1 - ab_t)`` with ``alpha = ab_t / ab_s``, ``beta = 1 - alpha``."""
+    from diffuse_cli.denoising.reverse import PositionNoise
+
     y = np.linspace(-0.9, 0.9, 64).reshape(8, 8, 1)
     sigma = 0.3
-    out = dn.denoise_array(y, DummyModel(pointwise), sigma, dn.DenoiseOptions(method="ddpm", steps=2),
-                           np.random.default_rng(7))
-    rng = np.random.default_rng(7)
+    out = dn.denoise_array(y, DummyModel(pointwise), sigma, dn.DenoiseOptions(method="ddpm", steps=2, seed=7))
+    noise = PositionNoise(7)
     t0 = _hand_t_star(sigma)
     x = math.sqrt(_hand_alpha_bar(t0)) * y[None]
-    for t, s in [(t0, t0 / 2), (t0 / 2, 0.0)]:
+    for k, (t, s) in enumerate([(t0, t0 / 2), (t0 / 2, 0.0)]):
         ab_t, ab_s = _hand_alpha_bar(t), _hand_alpha_bar(s)
         eps = x * t / (t + 1)
         x0 = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)
         alpha = ab_t / ab_s
         beta = 1 - alpha
         mean = math.sqrt(ab_s) * beta / (1 - ab_t) * x0 + math.sqrt(alpha) * (1 - ab_s) / (1 - ab_t) * x
-        x = mean + math.sqrt(beta * (1 - ab_s) / (1 - ab_t)) * rng.standard_normal(x.shape)
+        x = mean + math.sqrt(beta * (1 - ab_s) / (1 - ab_t)) * noise.draw(k, [(0, 0)], 0, x.shape)
     np.testing.assert_allclose(out, x[0], atol=1e-5)
+    assert np.abs(out - y).max() > 1e-2
 
 
 def test_ddpm_honours_seed():

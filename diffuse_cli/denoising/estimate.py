@@ -57,9 +57,15 @@ def estimate_sigma_pieces(pieces: np.ndarray, rank: int, value_range: tuple[floa
 
 def group_sigmas(pieces: np.ndarray, groups: list[slice], rank: int,
                  value_range: tuple[float, float] | None) -> list[float]:
-    """The noise std of each channel group of the pieces: the median of its channels' estimates."""
-    values = np.asarray(channel_sigmas(pieces, rank, value_range))
-    return [float(np.median(values[g])) if values[g].size else 0.0 for g in groups]
+    """The noise std of each channel group of the pieces: the median of its channels' estimates, time or
+    index columns (:func:`axis_channels`) left out; 0 for a group of such columns only."""
+    values = channel_sigmas(pieces, rank, value_range)
+    axes = set(axis_channels(pieces)) if rank == 1 else set()
+    medians = []
+    for g in groups:
+        kept = [values[c] for c in range(*g.indices(len(values))) if c not in axes]
+        medians.append(float(np.median(kept)) if kept else 0.0)
+    return medians
 
 
 def channel_sigmas(pieces: np.ndarray, rank: int, value_range: tuple[float, float] | None) -> list[float]:
@@ -71,8 +77,14 @@ def channel_sigmas(pieces: np.ndarray, rank: int, value_range: tuple[float, floa
     pieces = np.asarray(pieces, dtype=np.float64)
     if rank == 2:
         return [_sigma_image_crops(pieces[..., c], value_range) for c in range(pieces.shape[-1])]
-    axes = set.intersection(*(set(axis_columns(piece)) for piece in pieces))
+    axes = axis_channels(pieces)
     return [0.0 if c in axes else _sigma_signal_channel(pieces[..., c]) for c in range(pieces.shape[-1])]
+
+
+def axis_channels(pieces: np.ndarray) -> list[int]:
+    """The channels of 1D pieces (K, L, C) that are a time or index axis in every piece
+    (:func:`diffuse_cli.noise.axis_columns`): never denoised."""
+    return sorted(set.intersection(*(set(axis_columns(np.asarray(piece, dtype=np.float64))) for piece in pieces)))
 
 
 def estimation_pieces(read: Callable[[int, int], np.ndarray], shape: tuple[int, ...], rank: int) -> np.ndarray:

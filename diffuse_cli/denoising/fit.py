@@ -91,6 +91,4 @@ def _check_1d_model(config: ModelConfig, media: Media, have: int, model_name: st
     if needs_resampling(config, media):
         rate = int(config.sample_rate)
         notes.append(f"resampled {media.sample_rate} Hz -> {rate} Hz (the model's rate) and back")
-        if int(media.sample_rate) > rate:
-            notes.append(f"content above {rate // 2} Hz (the model's band) is removed")
     return notes

@@ -13,19 +13,22 @@ import numpy as np
 
 from diffuse_cli import schedule as sch
 from diffuse_cli.colour import OPPONENT_NOISE_GAIN, from_opponent, to_opponent
-from diffuse_cli.denoising.estimate import estimation_pieces, group_sigmas
+from diffuse_cli.denoising.estimate import axis_channels, estimation_pieces, group_sigmas
 from diffuse_cli.denoising.fit import check_model_fits, check_sigma_model, needs_resampling, uses_opponent
 from diffuse_cli.denoising.options import DenoiseOptions, DenoisingModel, ProgressFn, validate_options
-from diffuse_cli.denoising.reverse import reverse_from_observation, t_star
+from diffuse_cli.denoising.reverse import PositionNoise, reverse_from_observation, t_star
 from diffuse_cli.denoising.tiling import Reader, Sink, plan_tiles, stream_tiles, tiles_per_call
 from diffuse_cli.enums import Method, NoiseKind
+from diffuse_cli.fullband import denoise_high_band, split_bands
 from diffuse_cli.impulses import detect_impulses, fill_impulses, looks_salt_pepper
+from diffuse_cli.resample import noise_std_factor, resample
 
 if TYPE_CHECKING:
     from diffuse_cli.io import Media
 
 _SIGMA_FLOOR = 0.015  # model units (~2 levels of 8-bit): below this a filled salt-pepper image is left as is
 _NO_NOISE_T = 1e-3  # a t* at or below this has nothing to remove: the channels are passed through
+OPPONENT_NAMES = ("luma", "red-blue", "magenta-green")  # the rows of colour.OPPONENT
 
 
 def denoise_media(
@@ -38,10 +41,11 @@ def denoise_media(
     """Clean a loaded file: units, salt-and-pepper fill, noise level, tiled reverse process.
 
     Images and audio: ``sigma_model = sigma_file / media.scale``. Signals: robust-normalised per channel
-    (``z = (x - median) / scale``), so ``sigma_model = sigma_file / scale``, and mapped back afterwards.
-    A gray model cleans a colour image's opponent channels one by one (CBM3D's approach), the transform
-    applied band by band as the tiles need it. Returns the cleaned Media (clipped to its value range,
-    alpha untouched) and a report dict.
+    (``z = (x - median) / scale``), so ``sigma_model = sigma_file / scale``, and mapped back afterwards;
+    time or index columns are never changed. A gray model cleans a colour image's opponent channels one by
+    one (CBM3D's approach), the transform applied band by band as the tiles need it. Audio at another rate
+    than the model's: see :class:`_Rates` and :func:`_clean_resampled`. Returns the cleaned Media (clipped
+    to its value range, alpha untouched) and a report dict.
 
     ``in_place``: write the cleaned samples over ``media.samples`` as the rows are finished (each row is
     written after the last tile that reads it), so a large file needs no second full-size array; for
@@ -50,31 +54,32 @@ def denoise_media(
     """
     validate_options(options)
     notes = check_model_fits(model.config, media)
-    resampled = needs_resampling(model.config, media)
     x = np.asarray(media.samples)  # no copy: images and audio are float32 already
     x = x[:, None] if x.ndim == 1 else x
-    z, centre, unit = _to_model_units(_resample(x, media, model) if resampled else x, media)
+    z, centre, unit = _to_model_units(x, media)
     value_range = media.value_range if media.domain != "signal" else None
     z, kind, impulses = _remove_impulses(z, options.noise_kind, value_range, notes)
+    rates = _Rates.split(z, media, model, notes) if needs_resampling(model.config, media) else None
     # The result: float32 for images and audio (the work dtype too), float64 for signals.
     dtype = media.samples.dtype if np.issubdtype(media.samples.dtype, np.floating) else np.float32
-    work = np.dtype(np.float64 if resampled else dtype)
+    work = np.dtype(np.float64 if rates else dtype)
     opponent = uses_opponent(model.config, media, z.shape[-1])
     unit = unit / OPPONENT_NOISE_GAIN if opponent else unit  # file-unit sigma s -> s * gain_k / scale
-    read = _reader(z, work, opponent)
-    noise = _noise_levels(read, z.shape[:-1], _channel_groups(model, opponent, z.shape[-1]), unit, model,
-                          options, value_range)
+    read, shape = (rates.estimate_from(z) if rates else (_reader(z, work, opponent), z.shape))
+    noise = _noise_levels(read, shape[:-1], _channel_groups(model, opponent, z.shape[-1]), unit, model, options,
+                          value_range, rates.factor if rates else 1.0)
     plan, untouched = _start_steps(noise, kind, model.schedule, notes)
-    result = _output_array(x, z.shape, work, in_place and not resampled)
-    sink = _writer(result, x, work, opponent, centre, unit, untouched, value_range)
-    tiling = plan_tiles(model, z.shape[:-1], options)
-    clean = functools.partial(reverse_from_observation, model, method=options.method, steps=options.steps,
-                              rng=np.random.default_rng(options.seed))
-    stream_tiles(read, z.shape[-1], plan, tiling, clean, sink, tiles_per_call(tiling, options.batch), progress, work)
-    if resampled:
-        result = _resample_back(result, media, model, value_range)
+    if rates:
+        result = _clean_resampled(rates, z.shape[0], media, model, options, plan, progress)
+    else:
+        result = _output_array(x, z.shape, work, in_place)
+        sink = _writer(result, x, work, opponent, centre, unit, untouched, value_range)
+        data_range = value_range if media.domain == "image" else None
+        _clean(_reader(z, work, opponent), z.shape, plan, model, options, sink, progress, work, data_range)
     result = result[:, 0] if media.samples.ndim == 1 else result
-    report = _report(noise, kind, impulses, options, model.schedule, notes)
+    report = _report(noise, plan, kind, impulses, options, model.schedule, notes, opponent)
+    if rates and rates.high is not None:
+        report["energy_above_band"] = rates.share
     return media.with_samples(result.astype(dtype, copy=False)), report
 
 
@@ -85,11 +90,14 @@ def denoise_array(
     options: DenoiseOptions,
     rng: np.random.Generator | None = None,
     progress: ProgressFn | None = None,
+    data_range: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Clean ``x`` ((H, W, C) for rank-2 models, (N, C) for rank-1) observed with noise ``sigma_model``.
 
     Finds ``t* = sigma_to_t(sigma_model)`` and runs the reverse process over overlapping tiles/chunks.
-    A 1-channel model cleans each channel of a multi-channel input on its own.
+    A 1-channel model cleans each channel of a multi-channel input on its own. DDPM noise is drawn by
+    position (:class:`~diffuse_cli.denoising.reverse.PositionNoise`) from a seed taken from ``rng``, or
+    ``options.seed`` when ``rng`` is None. ``data_range``: DDIM/DDPM clip their x0 estimates to it.
     Returns model units, same shape as ``x``; float64 for float64 input (signals), else float32.
     """
     x = np.asarray(x)
@@ -109,15 +117,13 @@ def denoise_array(
         groups = [(slice(c, c + 1), t_start) for c in range(x.shape[-1])]
     else:
         raise ValueError(f"a {channels}-channel model cannot clean {x.shape[-1]} channels")
-    tiling = plan_tiles(model, x.shape[:-1], options)
     out = np.empty(x.shape, dtype=out_dtype)
 
     def sink(a: int, rows: np.ndarray) -> None:
         out[a : a + rows.shape[0]] = rows
 
-    clean = functools.partial(reverse_from_observation, model, method=options.method, steps=options.steps, rng=rng)
-    stream_tiles(lambda a, b: x[a:b], x.shape[-1], groups, tiling, clean, sink, tiles_per_call(tiling, options.batch),
-                 progress, out_dtype)
+    seed = int(rng.integers(2**63)) if rng is not None else options.seed
+    _clean(lambda a, b: x[a:b], x.shape, groups, model, options, sink, progress, out_dtype, data_range, seed)
     return out
 
 
@@ -126,28 +132,89 @@ def denoise_array(
 
 @dataclass
 class _Noise:
-    """The noise level of each channel group, in model units, and how it maps to the file's units."""
+    """The noise level of each channel group, in model units at the model's rate, and how it maps to the
+    file's units."""
 
     groups: list[slice]  # channels cleaned together (one each for a 1-channel model)
     sigmas: list[float]  # model units; 0 for a channel with nothing to clean (e.g. a time column)
-    unit: np.ndarray  # file units per model unit, per channel
+    unit: np.ndarray  # file units per model unit, per channel (resampled audio: over _Rates.factor)
     estimated: bool
+    axes: list[int]  # time or index columns: never changed
 
 
-def _resample(x: np.ndarray, media: Media, model: DenoisingModel) -> np.ndarray:
-    """Audio to the model's rate (the model only knows its own; :func:`_resample_back` returns)."""
-    from diffuse_cli.resample import resample
+def _clean(read: Reader, shape: tuple[int, ...], plan: list[tuple[slice, float | None]], model: DenoisingModel,
+           options: DenoiseOptions, sink: Sink, progress: ProgressFn | None, work: np.dtype | type,
+           data_range: tuple[float, float] | None, seed: int | None = None) -> None:
+    """The reverse process over the tiles of an input of ``shape`` (spatial + channels), rows to ``sink``.
+    DDPM noise by position from ``seed`` (default ``options.seed``), so any tiling gives the same result."""
+    if min(shape[:-1]) == 0:  # e.g. a few samples of audio, none left at the model's rate
+        return
+    tiling = plan_tiles(model, shape[:-1], options)
+    noise = PositionNoise.fresh(options.seed if seed is None else seed)
+    clean = functools.partial(reverse_from_observation, model, method=options.method, steps=options.steps,
+                              rng=noise, data_range=data_range)
+    stream_tiles(read, shape[-1], plan, tiling, clean, sink, tiles_per_call(tiling, options.batch), progress, work)
 
-    return resample(x, int(media.sample_rate), int(model.config.sample_rate))
+
+@dataclass
+class _Rates:
+    """Audio at another rate than the model's: the model's part at its rate and, from a higher rate, the rest."""
+
+    rate: int  # the file's
+    model_rate: int
+    factor: float  # noise std at the model's rate over the file's (resample.noise_std_factor)
+    low: np.ndarray  # the audio at the model's rate
+    high: np.ndarray | None  # above the model's band, at the file's rate (None from a lower rate)
+    share: float  # the share of the energy in ``high``
+
+    @classmethod
+    def split(cls, z: np.ndarray, media: Media, model: DenoisingModel, notes: list[str]) -> _Rates:
+        """From a higher rate, :func:`diffuse_cli.fullband.split_bands` (the two parts sum back exactly) and a
+        note with the share of the energy above the model's band; from a lower one, resampled up."""
+        rate, model_rate = int(media.sample_rate), int(model.config.sample_rate)
+        factor = noise_std_factor(rate, model_rate)
+        if rate < model_rate:
+            return cls(rate, model_rate, factor, resample(z, rate, model_rate), None, 0.0)
+        low, high = split_bands(z, rate, model_rate)
+        total = float(np.sum(np.square(z, dtype=np.float64)))
+        share = float(np.sum(np.square(high)) / total) if total > 0 else 0.0
+        notes.append(f"{_percent(share)} % of the energy is above {model_rate // 2} Hz (the model's band): kept, "
+                     "cleaned by spectral shrinkage, not by the model")
+        return cls(rate, model_rate, factor, low, high, share)
+
+    def estimate_from(self, z: np.ndarray) -> tuple[Reader, tuple[int, ...]]:
+        """What the noise is estimated on: the lower of the two rates, where it needs no conversion (from a
+        lower rate the factor is 1; at the model's rate the estimate is its noise, even for audio that was
+        itself upsampled once and holds noise only below the model's Nyquist)."""
+        data = z if self.high is None else self.low
+        return (lambda a, b: data[a:b]), data.shape
 
 
-def _resample_back(result: np.ndarray, media: Media, model: DenoisingModel,
-                   value_range: tuple[float, float] | None) -> np.ndarray:
-    """Back to the file's rate and exact sample count, clipped to its range."""
-    from diffuse_cli.resample import resample
+def _clean_resampled(rates: _Rates, length: int, media: Media, model: DenoisingModel, options: DenoiseOptions,
+                     plan: list[tuple[slice, float | None]], progress: ProgressFn | None) -> np.ndarray:
+    """The model cleans the audio at its own rate, then it goes back to the file's rate (``length`` samples).
+    The part above the model's band is added back, in the channels the model cleans cleaned by
+    :func:`diffuse_cli.fullband.denoise_high_band` (a per-frequency Wiener gain from that band's own noise
+    estimate), in the others as it was. Clipped to the value range."""
+    out = np.empty(rates.low.shape, dtype=np.float64)
 
-    result = resample(result, int(model.config.sample_rate), int(media.sample_rate), length=media.samples.shape[0])
+    def sink(a: int, rows: np.ndarray) -> None:
+        out[a : a + rows.shape[0]] = rows
+
+    _clean(lambda a, b: rates.low[a:b], rates.low.shape, plan, model, options, sink, progress, np.float64, None)
+    result = resample(out, rates.model_rate, rates.rate, length=length)
+    if rates.high is not None:
+        for g, t_start in plan:  # a channel the model leaves alone keeps its high band as it was
+            high = rates.high[:, g]
+            result[:, g] += denoise_high_band(high, rates.rate) if t_start is not None else high
+    value_range = media.value_range
     return np.clip(result, *value_range) if value_range is not None else result
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage with sensible digits: 62, 4.3, 0.02."""
+    pct = 100.0 * share
+    return f"{pct:.0f}" if pct >= 10 else f"{pct:.2g}"
 
 
 def _to_model_units(x: np.ndarray, media: Media) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -191,30 +258,44 @@ def _channel_groups(model: DenoisingModel, opponent: bool, channels: int) -> lis
 
 
 def _noise_levels(read: Reader, shape: tuple[int, ...], groups: list[slice], unit: np.ndarray,
-                  model: DenoisingModel, options: DenoiseOptions,
-                  value_range: tuple[float, float] | None) -> _Noise:
-    """Noise per channel group: the given ``--sigma`` (file units) converted and checked, or estimated."""
+                  model: DenoisingModel, options: DenoiseOptions, value_range: tuple[float, float] | None,
+                  rate_factor: float = 1.0) -> _Noise:
+    """Noise per channel group in model units at the model's rate: the given ``--sigma`` (file units, at
+    the file's rate) times ``rate_factor / unit``, checked; or estimated on what ``read`` gives (for
+    resampled audio, :meth:`_Rates.estimate_from`). Time or index columns of 1D data get 0 in either case."""
+    rank, channels = int(model.rank), unit.shape[0]
+    pieces = estimation_pieces(read, shape, rank) if options.sigma is None or (rank == 1 and channels > 1) else None
+    axes = axis_channels(pieces) if rank == 1 and pieces is not None else []
     if options.sigma is None:
-        pieces = estimation_pieces(read, shape, int(model.rank))
-        return _Noise(groups, group_sigmas(pieces, groups, int(model.rank), value_range), unit, True)
+        return _Noise(groups, group_sigmas(pieces, groups, rank, value_range), unit / rate_factor, True, axes)
     sigmas = []
     for g in groups:
-        s = float(options.sigma) / float(np.sqrt(np.mean(unit[g] ** 2)))
+        s = rate_factor * float(options.sigma) / _group_unit(unit, g, axes)
         check_sigma_model(s, model.schedule, f"--sigma {options.sigma}")
-        sigmas.append(s)
-    return _Noise(groups, sigmas, unit, False)
+        only_axes = all(c in axes for c in range(*g.indices(channels)))
+        sigmas.append(0.0 if only_axes else s)
+    return _Noise(groups, sigmas, unit / rate_factor, False, axes)
+
+
+def _group_unit(unit: np.ndarray, group: slice, axes: list[int]) -> float:
+    """File units per model unit of a channel group: the root mean square over its channels, time or index
+    columns left out (their units, seconds or sample numbers, say nothing about the measurements')."""
+    members = list(range(*group.indices(unit.shape[0])))
+    channels = [c for c in members if c not in axes] or members
+    return float(np.sqrt(np.mean(unit[channels] ** 2)))
 
 
 def _start_steps(noise: _Noise, kind: NoiseKind, schedule: sch.Schedule,
                  notes: list[str]) -> tuple[list[tuple[slice, float | None]], list[slice]]:
-    """t* per channel group (None: passed through), and the groups left exactly as they were.
+    """t* per channel group (None: passed through), and the channels left exactly as they were.
 
     An estimate beyond the schedule is capped at its largest noise (with a note); after a salt-and-pepper
     fill, an estimate below ``_SIGMA_FLOOR`` is quantisation, not noise, and the filled values are kept.
+    Time or index columns cleaned with others (a multi-channel model) are put back as they were.
     """
     top = float(schedule.t_to_sigma(schedule.timesteps))
     plan: list[tuple[slice, float | None]] = []
-    untouched: list[slice] = []
+    untouched = [slice(c, c + 1) for c in noise.axes]
     for g, s in zip(noise.groups, noise.sigmas):
         if noise.estimated and s > top:
             notes.append(f"estimated noise {s:.3g} exceeds the model's range; capped at {top:.3g}")
@@ -225,7 +306,7 @@ def _start_steps(noise: _Noise, kind: NoiseKind, schedule: sch.Schedule,
             plan.append((g, t_start))
             continue
         plan.append((g, None))
-        if kind != NoiseKind.salt_pepper:
+        if kind != NoiseKind.salt_pepper and g not in untouched:
             untouched.append(g)
     return plan, untouched
 
@@ -260,16 +341,19 @@ def _writer(result: np.ndarray, x: np.ndarray, work: np.dtype, opponent: bool, c
     return sink
 
 
-def _report(noise: _Noise, kind: NoiseKind, impulses: int, options: DenoiseOptions, schedule: sch.Schedule,
-            notes: list[str]) -> dict:
-    """What was done, for the user and ``--json``: sigma in file units (the median over the channels that
-    had noise; a straight time column estimates 0 and is left alone), t*, method and notes."""
-    sigma_file = [float(s * np.sqrt(np.mean(noise.unit[g] ** 2))) for g, s in zip(noise.groups, noise.sigmas)]
-    noisy = [i for i, s in enumerate(noise.sigmas) if s > 0] or list(range(len(noise.groups)))
-    sigma_model = float(np.median([noise.sigmas[i] for i in noisy]))
+def _report(noise: _Noise, plan: list[tuple[slice, float | None]], kind: NoiseKind, impulses: int,
+            options: DenoiseOptions, schedule: sch.Schedule, notes: list[str], opponent: bool) -> dict:
+    """What was done, for the user and ``--json``: sigma in file units (:func:`_headline`), t*, method and
+    notes. With several channel groups, ``sigma_per_channel`` gives each one's sigma in file units, None
+    for one left as it was (a time column, a channel with no noise); ``sigma_channels`` names the opponent
+    channels of a colour image cleaned by a gray model (their sigmas in RGB-equivalent units)."""
+    sigma_file = [s * _group_unit(noise.unit, g, noise.axes) for g, s in zip(noise.groups, noise.sigmas)]
+    cleaned = [i for i, (_, t) in enumerate(plan) if t is not None]
+    headline = _headline(cleaned, noise.sigmas, opponent)
+    sigma_model = float(np.median([noise.sigmas[i] for i in headline]))
     top = float(schedule.t_to_sigma(schedule.timesteps))
     info = {
-        "sigma": float(np.median([sigma_file[i] for i in noisy])),
+        "sigma": float(np.median([sigma_file[i] for i in headline])),
         "sigma_model": sigma_model,
         "sigma_estimated": noise.estimated,
         "t_star": t_star(schedule, min(sigma_model, top)),
@@ -280,5 +364,18 @@ def _report(noise: _Noise, kind: NoiseKind, impulses: int, options: DenoiseOptio
         "notes": notes,
     }
     if len(noise.groups) > 1:
-        info["sigma_per_channel"] = sigma_file
+        info["sigma_per_channel"] = [sigma_file[i] if i in cleaned else None for i in range(len(noise.groups))]
+    if opponent:
+        info["sigma_channels"] = list(OPPONENT_NAMES)
     return info
+
+
+def _headline(cleaned: list[int], sigmas: list[float], opponent: bool) -> list[int]:
+    """The channel groups the headline sigma is the median of: the luma alone for a colour image (its
+    chroma planes are often smoothed, JPEG's are, and would pull the median far below the noise one sees),
+    else the groups actually cleaned; when none was, those with an estimate above 0 (or all)."""
+    if opponent and 0 in cleaned:
+        return [0]
+    if cleaned:
+        return cleaned
+    return [i for i, s in enumerate(sigmas) if s > 0] or list(range(len(sigmas)))

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 Reader = Callable[[int, int], np.ndarray]  # rows a:b of the input (first spatial axis), model units
 Sink = Callable[[int, np.ndarray], None]  # finished output rows a:a + len(rows), handed over in order
-CleanFn = Callable[[np.ndarray, float], np.ndarray]  # (batch of tiles, t*) -> cleaned batch
+# (batch of tiles, t*, origins=[tile origin per tile], channel=first channel of the group) -> cleaned batch;
+# the origins and channel let DDPM draw its noise by position (reverse.PositionNoise).
+CleanFn = Callable[..., np.ndarray]
 
 # Spatial elements per network call, all tiles of the call together: at most ``options.batch`` tiles and
 # at most this many pixels (one 512x512 tile, four 256x256), or a quarter of it in samples (four
@@ -233,10 +235,11 @@ def stream_tiles(
 ) -> None:
     """Clean the tiles of an input of spatial shape ``tiling.shape``, one band of rows at a time.
 
-    ``groups``: (channel slice, t*) pairs; each slice is cleaned by its own ``clean(tiles, t*)`` calls
-    (``per_call`` tiles at a time), or passed through when t* is None. ``sink`` gets the output rows
-    (``dtype``, model units) in order, each row once: ``sum(w * tile) / sum(w)``, the sums kept in
-    ``dtype`` (float32 for images and audio: half the memory of a band). Only the tiles of the current
+    ``groups``: (channel slice, t*) pairs; each slice is cleaned by its own ``clean(tiles, t*, origins=...,
+    channel=...)`` calls (``per_call`` tiles at a time; ``origins`` the tiles' positions, ``channel`` the
+    slice's first channel), or passed through when t* is None. ``sink`` gets the output rows (``dtype``,
+    model units) in order, each row once: ``sum(w * tile) / sum(w)``, the sums kept in ``dtype`` (float32
+    for images and audio: half the memory of a band). Only the tiles of the current
     band, their input rows and the running sums are held, so memory stays bounded by what ``read``
     and ``sink`` keep. No row is read after it is handed to the sink, so the sink may overwrite the input.
     """
@@ -258,7 +261,8 @@ def stream_tiles(
             bands[start] = read(start, min(start + length0, n0))
         places = [sums.place(tiling, p) for p in group]
         for g, t_start in active:
-            sums.add(places, g, clean(np.stack([tiling.cut(bands[p[0]][..., g], p, p[0]) for p in group]), t_start))
+            tiles = np.stack([tiling.cut(bands[p[0]][..., g], p, p[0]) for p in group])
+            sums.add(places, g, clean(tiles, t_start, origins=group, channel=g.start or 0))
             done += len(group)
             if progress is not None:
                 progress(done, total)
