@@ -21,7 +21,19 @@ import typer
 from rich.console import Console
 
 from diffuse_cli import __version__
-from diffuse_cli.enums import Arch, Embedding, Loss, Method, NoiseKind, Precision, Runtime, ScheduleKind, Strategy, Xla
+from diffuse_cli.enums import (
+    Arch,
+    Embedding,
+    Loss,
+    Method,
+    NoiseKind,
+    Objective,
+    Precision,
+    Runtime,
+    ScheduleKind,
+    Strategy,
+    Xla,
+)
 from diffuse_cli.errors import InputError, Interrupted
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -306,7 +318,8 @@ def encodings_png(t, values) -> bytes:
 
 @app.command(
     epilog="Example: diffuse train sample_data/photo-*.png --out models/photos --max-steps 2000\n\n"
-    "Example: diffuse train recordings/ --out models/speech --arch unet --epochs 5 --resume",
+    "Example: diffuse train recordings/ --out models/speech --arch unet --epochs 5 --resume\n\n"
+    "Example: diffuse train scans/ --out models/scans --init-from photo-gray --max-steps 500",
 )
 def train(
     ctx: typer.Context,
@@ -335,7 +348,15 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Stop after this many epochs.")] = None,
     steps_per_epoch: Annotated[int, typer.Option(help="Steps per epoch (validation runs after each).")] = 200,
     lr: Annotated[float, typer.Option(help="Peak learning rate (Adam, warm-up then cosine decay).")] = 2e-4,
-    loss: Annotated[Loss, typer.Option(help="Loss terms (a '+' sums them).")] = Loss.mse,
+    objective: Annotated[
+        Objective | None, typer.Option(help="What the network learns: eps (the noise, the seed's loss), x0 (the "
+                                            "clean data) or edm (Karras et al. 2022: every noise level weighs the "
+                                            "same). Default: edm for unet, eps for dense.")
+    ] = None,
+    loss: Annotated[
+        Loss, typer.Option(help="Loss terms (a '+' sums them): mse and l1 on the network output against the "
+                                "objective's target, ssim on the clean-data estimate.")
+    ] = Loss.mse,
     loss_weights: Annotated[str | None, typer.Option(help="Weights for a mixed loss, e.g. 1,0.1.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Save a checkpoint every N steps.")] = 100,
     keep: Annotated[int, typer.Option(help="Keep the last K checkpoints.")] = 3,
@@ -343,6 +364,14 @@ def train(
     export_only: Annotated[
         bool, typer.Option("--export-only", help="Only export the latest checkpoint (config, weights, SavedModel).")
     ] = False,
+    init_from: Annotated[
+        str | None, typer.Option(help="Start from this model's weights (a model folder or a bundled model's "
+                                      "name, e.g. photo-gray): its network, schedule and objective, a fresh "
+                                      "optimizer, step 0.")
+    ] = None,
+    tflite: Annotated[
+        bool, typer.Option("--tflite/--no-tflite", help="Also write model.tflite (fast LiteRT inference).")
+    ] = True,
     strategy: Annotated[
         Strategy, typer.Option(help="Distribution; multi-worker reads TF_CONFIG.")
     ] = Strategy.default,
@@ -686,6 +715,7 @@ def denoise_one(src: str, dst: str, rel: str, run: DenoiseRun, progress: FilePro
     media = io.load(src, axis=run.axis)
     clean = load_reference(run.reference, src, rel, media, run.axis) if run.reference else None
     model_path = run.model_dir or bundled.choose(media)
+    choice_notes = [] if run.model_dir else [bundled.why(media, model_path)]
     if model_path not in run.models:
         with native_stderr_silenced():
             from diffuse_cli import litert_model  # TensorFlow only without model.tflite or with --runtime
@@ -705,7 +735,8 @@ def denoise_one(src: str, dst: str, rel: str, run: DenoiseRun, progress: FilePro
               "seconds": round(time.perf_counter() - started, 3)}
     record["runtime"] = model.runtime
     runtime_notes = [runtime_note] if runtime_note else []
-    record["notes"] = list(dict.fromkeys([*media.notes, *runtime_notes, *details.get("notes", []), *save_notes]))
+    record["notes"] = list(dict.fromkeys([*media.notes, *choice_notes, *runtime_notes, *details.get("notes", []),
+                                          *save_notes]))
     if clean is not None:
         record["metrics"] = score(media, cleaned, clean)
     return record

@@ -60,3 +60,12 @@ def choose(media) -> str:
         f"{media.source}: no bundled model for {kind} data; pass --model DIR "
         f"(train one with: diffuse train FILES --out DIR)"
     )
+
+
+KIND_WORDS = {"image": "images", "audio": "audio files", "signal": "CSV/TXT/NPY series"}
+
+
+def why(media, path: str) -> str:
+    """The note that says which bundled model cleans a file, and why."""
+    return (f"bundled model '{Path(path).name}' (the default for {KIND_WORDS.get(media.domain, media.domain)}; "
+            "--model DIR uses another)")
