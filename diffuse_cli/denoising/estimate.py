@@ -2,7 +2,9 @@
 
 numpy only; values in the input's own (model) units. Images: the smaller of a block-quantile estimate on
 the finest Haar detail and Immerkaer's operator. 1D: the smaller of the Haar MAD (Donoho) and a spectral
-estimate over the upper half of the band. A large input is estimated from evenly spread crops or windows
+estimate over the upper half of the band; for measured series (domain "signal", not audio) also the Welch
+power in the top quarter of the band (:func:`_sigma_top_band_1d`), and :func:`signal_caveats` says when
+a series' estimate is unreliable. A large input is estimated from evenly spread crops or windows
 (:func:`estimation_pieces`), so the estimate never needs a full-size float64 copy.
 """
 
@@ -33,33 +35,42 @@ _ESTIMATE_SAMPLE = 1 << 21
 _ESTIMATE_CROP = 256  # a multiple of the 16-pixel blocks
 _ESTIMATE_WINDOW = 1 << 16  # a multiple of the 512-sample frames
 
+# Measured series (domain "signal"): the top-band Welch estimate's band and frames, and when to warn.
+_TOP_BAND = 0.375  # normalised frequency (cycles/sample) where the top band starts; it ends at Nyquist
+_TOP_FRAME_MIN = 32  # shortest Welch frame; a series shorter than this gets no top-band estimate
+_SHORT_SERIES = 64  # fewer samples than this: too few for a reliable blind estimate
+_DISAGREEMENT = 2.0  # Haar / top-band beyond this: content, not noise, dominates the finest details
+
 
 # --------------------------------------------------------------------------- public
 
 
-def estimate_sigma(x: np.ndarray, rank: int, value_range: tuple[float, float] | None = None) -> float:
+def estimate_sigma(x: np.ndarray, rank: int, value_range: tuple[float, float] | None = None, *,
+                   domain: str | None = None) -> float:
     """Robust noise std of ``x`` in its own (model) units; median over channels.
 
     ``x`` is (H, W, C) for rank 2 and (N, C) for rank 1. ``value_range`` (images, PCM audio) lets the
-    estimate skip clipped regions. See :func:`_sigma_image_crops` and :func:`_sigma_signal_channel`.
+    estimate skip clipped regions. ``domain`` ``"signal"`` (a measured series, not audio) adds the
+    top-band estimate. See :func:`_sigma_image_crops` and :func:`_sigma_signal_channel`.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == rank:
         x = x[..., None]
-    return estimate_sigma_pieces(x[None], rank, value_range)
+    return estimate_sigma_pieces(x[None], rank, value_range, domain=domain)
 
 
-def estimate_sigma_pieces(pieces: np.ndarray, rank: int, value_range: tuple[float, float] | None) -> float:
+def estimate_sigma_pieces(pieces: np.ndarray, rank: int, value_range: tuple[float, float] | None, *,
+                          domain: str | None = None) -> float:
     """:func:`estimate_sigma` over pieces of one input, pooled: (N, H, W, C) crops or (K, L, C) windows."""
-    values = channel_sigmas(pieces, rank, value_range)
+    values = channel_sigmas(pieces, rank, value_range, domain=domain)
     return float(np.median(values)) if values else 0.0
 
 
 def group_sigmas(pieces: np.ndarray, groups: list[slice], rank: int,
-                 value_range: tuple[float, float] | None) -> list[float]:
+                 value_range: tuple[float, float] | None, *, domain: str | None = None) -> list[float]:
     """The noise std of each channel group of the pieces: the median of its channels' estimates, time or
     index columns (:func:`axis_channels`) left out; 0 for a group of such columns only."""
-    values = channel_sigmas(pieces, rank, value_range)
+    values = channel_sigmas(pieces, rank, value_range, domain=domain)
     axes = set(axis_channels(pieces)) if rank == 1 else set()
     medians = []
     for g in groups:
@@ -68,17 +79,42 @@ def group_sigmas(pieces: np.ndarray, groups: list[slice], rank: int,
     return medians
 
 
-def channel_sigmas(pieces: np.ndarray, rank: int, value_range: tuple[float, float] | None) -> list[float]:
+def channel_sigmas(pieces: np.ndarray, rank: int, value_range: tuple[float, float] | None, *,
+                   domain: str | None = None) -> list[float]:
     """The noise std of each channel of the pieces (crops (N, H, W, C) or windows (K, L, C) of one input).
 
     1D: a channel that is a straight line in every piece (a time or index column, see
-    :func:`diffuse_cli.noise.axis_columns`) has no noise to remove: 0.
+    :func:`diffuse_cli.noise.axis_columns`) has no noise to remove: 0. ``domain`` ``"signal"``: measured
+    series, whose content may reach the Nyquist frequency; the top-band estimate is added (not for audio,
+    whose pinned behaviour it would change).
     """
     pieces = np.asarray(pieces, dtype=np.float64)
     if rank == 2:
         return [_sigma_image_crops(pieces[..., c], value_range) for c in range(pieces.shape[-1])]
     axes = axis_channels(pieces)
-    return [0.0 if c in axes else _sigma_signal_channel(pieces[..., c]) for c in range(pieces.shape[-1])]
+    top_band = domain == "signal"
+    return [0.0 if c in axes else _sigma_signal_channel(pieces[..., c], top_band)
+            for c in range(pieces.shape[-1])]
+
+
+def signal_caveats(pieces: np.ndarray, groups: list[slice]) -> list[str | None]:
+    """Why the blind noise estimate of each channel group of 1D pieces (K, L, C) of a measured series is
+    unreliable, or None: ``"short"`` under 64 samples per channel; ``"structure"`` when, on some channel,
+    the Haar MAD and the top-band estimate differ by more than 2x (content, not noise, fills the finest
+    details, so the estimate leans on the top band alone). Time or index columns are left out."""
+    pieces = np.asarray(pieces, dtype=np.float64)
+    axes = set(axis_channels(pieces))
+    length = pieces.shape[0] * pieces.shape[1]
+    caveats: list[str | None] = []
+    for g in groups:
+        kept = [c for c in range(*g.indices(pieces.shape[-1])) if c not in axes]
+        if not kept:
+            caveats.append(None)
+        elif length < _SHORT_SERIES:
+            caveats.append("short")
+        else:
+            caveats.append("structure" if any(_structure_dominated(pieces[..., c]) for c in kept) else None)
+    return caveats
 
 
 def axis_channels(pieces: np.ndarray) -> list[int]:
@@ -269,15 +305,60 @@ def _sigma_spectral_1d(x: np.ndarray) -> float | None:
     return math.sqrt(max(q, 0.0))
 
 
-def _sigma_signal_channel(x: np.ndarray) -> float:
-    """Noise std of one 1D channel (N,) or of windows (K, N) of it, pooled: the smaller of the Haar MAD
-    and the spectral estimate.
+def _top_band_frame(n: int) -> int:
+    """Welch frame length for ``n`` samples: 512, or ``n / 8`` rounded down to a power of two (at least 32)
+    when the series is shorter than eight 512-sample frames."""
+    if n >= 8 * _FRAME:
+        return _FRAME
+    return max(_TOP_FRAME_MIN, 1 << int(math.floor(math.log2(max(n / 8, _TOP_FRAME_MIN)))))
 
-    Both are consistent for white noise; content (a sine, speech, music) only pushes each upwards, and
-    the spectral one ignores tones and low-frequency content. Digital silence is left out of both.
+
+def _sigma_top_band_1d(x: np.ndarray) -> float | None:
+    """``sqrt(median_f P(f))`` over normalised frequencies ``0.375 <= f < 0.5``, where ``P`` is the Welch
+    power spectrum (Hann frames of :func:`_top_band_frame` samples, 50 % overlap, each frame's mean removed,
+    ``P = mean |X_k|^2 / sum(w^2)``, so white noise of std s gives ``P = s^2``). Measured series seldom
+    carry much content in the top quarter of the band, where the finest Haar detail still sees it.
+    None when a window is shorter than one frame. ``x`` is (N,) or windows (K, N), pooled."""
+    x = x.reshape(-1, x.shape[-1])
+    frame = _top_band_frame(x.size)
+    if x.shape[1] < frame:
+        return None
+    w = np.hanning(frame)
+    band = (np.fft.rfftfreq(frame) >= _TOP_BAND) & (np.fft.rfftfreq(frame) < 0.5)
+    total, count = np.zeros(int(band.sum())), 0
+    for window in x:  # one window at a time: the frames of a long sample are not held at once
+        seg = sliding_window_view(window, frame)[:: frame // 2]
+        seg = seg[np.any(seg != seg[:, :1], axis=1)]  # constant stretches (gaps, held values) carry no noise
+        seg = seg - seg.mean(axis=1, keepdims=True)
+        total += np.sum(np.abs(np.fft.rfft(seg * w, axis=1)[:, band]) ** 2, axis=0)
+        count += seg.shape[0]
+    if count == 0:
+        return None
+    power = total / (count * float(np.sum(w**2)))
+    return math.sqrt(max(float(np.median(power)), 0.0))
+
+
+def _structure_dominated(x: np.ndarray) -> bool:
+    """The Haar MAD and the top-band estimate of one channel differ by more than 2x (see
+    :func:`signal_caveats`); False when either is unavailable or zero."""
+    if x.shape[-1] < 4:
+        return False
+    haar, top = _sigma_haar_1d(x), _sigma_top_band_1d(x)
+    if top is None or haar <= 0 or top <= 0:
+        return False
+    return max(haar, top) > _DISAGREEMENT * min(haar, top)
+
+
+def _sigma_signal_channel(x: np.ndarray, top_band: bool = False) -> float:
+    """Noise std of one 1D channel (N,) or of windows (K, N) of it, pooled: the smaller of the Haar MAD
+    and the spectral estimate, and with ``top_band`` (measured series) of :func:`_sigma_top_band_1d` too.
+
+    All are consistent for white noise; content (a sine, speech, music) only pushes each upwards, and
+    the spectral one ignores tones and low-frequency content. Digital silence is left out of all.
     """
     if x.shape[-1] < 4:
         return 0.0
-    haar = _sigma_haar_1d(x)
-    spectral = _sigma_spectral_1d(x)
-    return haar if spectral is None else min(haar, spectral)
+    estimates = [_sigma_haar_1d(x), _sigma_spectral_1d(x)]
+    if top_band:
+        estimates.append(_sigma_top_band_1d(x))
+    return min(e for e in estimates if e is not None)
