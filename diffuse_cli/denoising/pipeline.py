@@ -13,7 +13,7 @@ import numpy as np
 
 from diffuse_cli import schedule as sch
 from diffuse_cli.colour import OPPONENT_NOISE_GAIN, from_opponent, to_opponent
-from diffuse_cli.denoising.estimate import axis_channels, estimation_pieces, group_sigmas
+from diffuse_cli.denoising.estimate import axis_channels, estimation_pieces, group_sigmas, signal_caveats
 from diffuse_cli.denoising.fit import check_model_fits, check_sigma_model, needs_resampling, uses_opponent
 from diffuse_cli.denoising.options import DenoiseOptions, DenoisingModel, ProgressFn, validate_options
 from diffuse_cli.denoising.reverse import PositionNoise, reverse_from_observation, t_star
@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 _SIGMA_FLOOR = 0.015  # model units (~2 levels of 8-bit): below this a filled salt-pepper image is left as is
 _NO_NOISE_T = 1e-3  # a t* at or below this has nothing to remove: the channels are passed through
+_CAVEATS = {  # estimate.signal_caveats -> the note a user sees
+    "short": "noise level estimated from under 64 samples: unreliable; give --sigma",
+    "structure": "noise level estimated from the top of the band only (the series' own content fills the fine "
+                 "detail): check it, or give --sigma",
+}
+_COLOURED_MIN_SECONDS = 2.0  # audio shorter than this is taken as white noise (the noise spectrum needs pauses)
 OPPONENT_NAMES = ("luma", "red-blue", "magenta-green")  # the rows of colour.OPPONENT
 
 
@@ -60,6 +66,14 @@ def denoise_media(
     value_range = media.value_range if media.domain != "signal" else None
     z, kind, impulses = _remove_impulses(z, options.noise_kind, value_range, notes)
     rates = _Rates.split(z, media, model, notes) if needs_resampling(model.config, media) else None
+    coloured = {}  # with --sigma the user asserts white noise; a multi-channel model has no such path
+    upsampled = rates is not None and rates.high is None  # nothing above the file's band: not noise colour
+    if media.domain == "audio" and options.sigma is None and int(model.config.channels) == 1 and not upsampled:
+        rate = int(model.config.sample_rate or media.sample_rate)
+        if rates:
+            rates.low, coloured = _whiten_coloured(rates.low, rate, notes, copy=False)
+        else:
+            z, coloured = _whiten_coloured(z, rate, notes, copy=True)
     # The result: float32 for images and audio (the work dtype too), float64 for signals.
     dtype = media.samples.dtype if np.issubdtype(media.samples.dtype, np.floating) else np.float32
     work = np.dtype(np.float64 if rates else dtype)
@@ -67,7 +81,9 @@ def denoise_media(
     unit = unit / OPPONENT_NOISE_GAIN if opponent else unit  # file-unit sigma s -> s * gain_k / scale
     read, shape = (rates.estimate_from(z) if rates else (_reader(z, work, opponent), z.shape))
     noise = _noise_levels(read, shape[:-1], _channel_groups(model, opponent, z.shape[-1]), unit, model, options,
-                          value_range, rates.factor if rates else 1.0)
+                          value_range, rates.factor if rates else 1.0, media.domain, notes)
+    for c, prepared in coloured.items():  # the white floor left after the coloured excess was removed
+        noise.sigmas[c] = float(prepared.sigma)
     plan, untouched = _start_steps(noise, kind, model.schedule, notes)
     if rates:
         result = _clean_resampled(rates, z.shape[0], media, model, options, plan, progress)
@@ -80,6 +96,8 @@ def denoise_media(
     report = _report(noise, plan, kind, impulses, options, model.schedule, notes, opponent)
     if rates and rates.high is not None:
         report["energy_above_band"] = rates.share
+    if coloured:
+        report["noise_spectrum"] = {c: p.report(scale=float(noise.unit[c])) for c, p in coloured.items()}
     return media.with_samples(result.astype(dtype, copy=False)), report
 
 
@@ -211,6 +229,28 @@ def _clean_resampled(rates: _Rates, length: int, media: Media, model: DenoisingM
     return np.clip(result, *value_range) if value_range is not None else result
 
 
+def _whiten_coloured(z: np.ndarray, rate: int, notes: list[str], copy: bool) -> tuple[np.ndarray, dict]:
+    """Audio at the model's rate, each channel with mains hum and coloured noise above its white floor removed
+    (:func:`diffuse_cli.coloured.prepare_for_white_model`), so the white-noise model cleans what is left at the
+    floor's sigma. Returns the samples (a copy when ``copy`` and a channel changed: the input stays as it
+    was) and the prepared channels by index (only those whose noise was not white)."""
+    from diffuse_cli.coloured import prepare_for_white_model
+
+    prepared = {}
+    if z.shape[0] < _COLOURED_MIN_SECONDS * rate:  # too short to tell coloured noise from the signal's spectrum
+        return z, prepared
+    for c in range(z.shape[-1]):
+        p = prepare_for_white_model(z[:, c], rate)
+        if not p.coloured:
+            continue
+        if not prepared and copy:
+            z = z.copy()
+        z[:, c] = p.signal
+        prepared[c] = p
+        notes.extend(n for n in p.notes if n not in notes)
+    return z, prepared
+
+
 def _percent(share: float) -> str:
     """A share as a percentage with sensible digits: 62, 4.3, 0.02."""
     pct = 100.0 * share
@@ -259,7 +299,7 @@ def _channel_groups(model: DenoisingModel, opponent: bool, channels: int) -> lis
 
 def _noise_levels(read: Reader, shape: tuple[int, ...], groups: list[slice], unit: np.ndarray,
                   model: DenoisingModel, options: DenoiseOptions, value_range: tuple[float, float] | None,
-                  rate_factor: float = 1.0) -> _Noise:
+                  rate_factor: float = 1.0, domain: str | None = None, notes: list[str] | None = None) -> _Noise:
     """Noise per channel group in model units at the model's rate: the given ``--sigma`` (file units, at
     the file's rate) times ``rate_factor / unit``, checked; or estimated on what ``read`` gives (for
     resampled audio, :meth:`_Rates.estimate_from`). Time or index columns of 1D data get 0 in either case."""
@@ -267,7 +307,10 @@ def _noise_levels(read: Reader, shape: tuple[int, ...], groups: list[slice], uni
     pieces = estimation_pieces(read, shape, rank) if options.sigma is None or (rank == 1 and channels > 1) else None
     axes = axis_channels(pieces) if rank == 1 and pieces is not None else []
     if options.sigma is None:
-        return _Noise(groups, group_sigmas(pieces, groups, rank, value_range), unit / rate_factor, True, axes)
+        if domain == "signal" and notes is not None:
+            notes.extend(_CAVEATS[c] for c in dict.fromkeys(signal_caveats(pieces, groups)) if c)
+        sigmas = group_sigmas(pieces, groups, rank, value_range, domain=domain)
+        return _Noise(groups, sigmas, unit / rate_factor, True, axes)
     sigmas = []
     for g in groups:
         s = rate_factor * float(options.sigma) / _group_unit(unit, g, axes)
