@@ -114,6 +114,7 @@ train-defaults: install
 bench: $(VENV)/.bench-installed
 	test -d runs/defaults-data/bench/images || $(BIN)/python scripts/prepare_defaults_data.py runs/defaults-data
 	$(BIN)/python bench/run_bench.py --data runs/defaults-data/bench --out bench
+	$(BIN)/python bench/signals.py --model diffuse_cli/models/signal --out bench
 	$(BIN)/python scripts/readme_results.py bench/report.md README.md
 
 perf: $(VENV)/.bench-installed
