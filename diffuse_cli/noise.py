@@ -112,12 +112,24 @@ def validate_options(opts: NoiseOptions) -> None:
 
 
 def axis_columns(x: np.ndarray) -> list[int]:
-    """Columns of an (N, C) signal that are exact straight lines (second differences ~ 0): time/index axes."""
+    """Columns of an (N, C) signal that are time/index axes: exact straight lines (second differences ~ 0), or
+    strictly monotonic with steps that vary by at most half their median, ``max|d2| <= 0.5 median|d|`` (a time
+    axis written with rounded decimals, or with an occasional gap)."""
     if x.ndim != 2 or x.shape[0] < 3 or x.shape[1] < 2:
         return []
+    d = np.diff(x, axis=0)
     d2 = np.abs(np.diff(x, n=2, axis=0))
     span = np.max(np.abs(x), axis=0) + 1e-300
-    return [c for c in range(x.shape[1]) if np.all(d2[:, c] <= 1e-9 * span[c]) and np.ptp(x[:, c]) > 0]
+
+    def is_axis(c: int) -> bool:
+        if not np.ptp(x[:, c]) > 0:
+            return False
+        if np.all(d2[:, c] <= 1e-9 * span[c]):
+            return True
+        monotonic = bool(np.all(d[:, c] > 0) or np.all(d[:, c] < 0))
+        return monotonic and float(np.max(d2[:, c])) <= 0.5 * float(np.median(np.abs(d[:, c])))
+
+    return [c for c in range(x.shape[1]) if is_axis(c)]
 
 
 def quantize_like_file(media, samples: np.ndarray) -> np.ndarray:

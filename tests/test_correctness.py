@@ -36,3 +36,16 @@ def test_json_safe_turns_non_finite_numbers_into_null():
     text = json.dumps(metrics.json_safe(record), allow_nan=False)
     assert json.loads(text) == {"psnr_in": None, "ssim": [0.5, None], "name": "a", "n": 3, "ok": True,
                                 "nested": {"x": 1.5, "y": None}}
+
+
+def test_a_time_column_with_rounded_decimals_is_an_axis():
+    """ECG-style `time,value` written with 4 decimals: the rounded time steps vary, the column is still time."""
+    from diffuse_cli.noise import axis_columns
+
+    n = 2000
+    t = np.round(np.arange(n) / 360.0, 4)  # 360 Hz, rounded: steps of 0.0028 or 0.0027
+    rng = np.random.default_rng(0)
+    value = np.sin(np.arange(n) / 20.0) + 0.2 * rng.normal(size=n)
+    assert axis_columns(np.stack([t, value], 1)) == [0]
+    rising = np.cumsum(np.abs(rng.normal(size=n)))  # monotonic but irregular steps: a measurement
+    assert axis_columns(np.stack([rising, value], 1)) == []
