@@ -26,11 +26,10 @@ import os
 
 import numpy as np
 
-from diffuse_cli import objectives
 from diffuse_cli.config import WEIGHTS_NAME, ModelConfig, load_config
+from diffuse_cli.denoising.options import InferenceModel
 from diffuse_cli.encoding import sinusoidal_step_encoding
 from diffuse_cli.errors import InputError
-from diffuse_cli.schedule import Schedule
 
 TFLITE_NAME = "model.tflite"
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite
@@ -131,24 +130,19 @@ def _buffers_digest(model: object, skip: int | None) -> str:
     return digest.hexdigest()
 
 
-class LiteRTModel:
+class LiteRTModel(InferenceModel):
     """A model ready for inference on the LiteRT interpreter; same interface as ``modelstore.LoadedModel``.
 
-    ``eps`` feeds the interpreter's ``eps`` signature. The signature runner resizes the inputs to each
+    ``network`` feeds the interpreter's ``eps`` signature. The signature runner resizes the inputs to each
     call's shape; the interpreter keeps its allocation while the shape stays the same (tiles of one file
     share a shape), and re-plans its memory only when it changes.
     """
 
-    runtime = "litert"  # what the --json record reports
+    runtime = "litert"
 
     def __init__(self, config: ModelConfig, interpreter: object, path: str) -> None:
-        self.config = config
+        super().__init__(config)
         self.path = path
-        self.schedule = Schedule.create(config.schedule, config.timesteps)
-        self.domain = config.domain
-        self.channels = config.channels
-        self.rank = config.rank
-        self.size_multiple = config.size_multiple
         self._interpreter = interpreter
         self._eps = interpreter.get_signature_runner(EPS_SIGNATURE)
         learned = config.embedding == "learned"
@@ -159,17 +153,6 @@ class LiteRTModel:
         fed = np.ascontiguousarray(fed, dtype=np.float32)
         t = np.broadcast_to(np.asarray(t, dtype=np.float32).reshape(-1), (fed.shape[0],))
         return self._eps(x_t=fed, enc=self.step_encodings(t))["eps"]
-
-    def eps(self, x_t: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Predicted noise for a batch: ``x_t`` (B, *spatial, C), ``t`` (B,) real steps; float32 out.
-
-        The network's own output is turned into eps for the model's objective (diffuse_cli.objectives).
-        """
-        x_t = np.ascontiguousarray(x_t, dtype=np.float32)
-        t = np.broadcast_to(np.asarray(t, dtype=np.float32).reshape(-1), (x_t.shape[0],))
-        ab = self.schedule.alpha_bar_at(t)
-        return objectives.predict_eps(lambda fed: self.network(fed, t), x_t, ab, self.config.objective,
-                                      self.config.sigma_data)
 
     def step_encodings(self, steps: np.ndarray) -> np.ndarray:
         """The encodings the network feeds its blocks: learned table rows (interpolated) or sinusoidal.

@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from diffuse_cli import io, networks, objectives  # noqa: E402
+from diffuse_cli import io, networks  # noqa: E402
 from diffuse_cli.config import (  # noqa: E402, F401  (re-exported: the model store's names)
     CHECKPOINT_DIR,
     CONFIG_NAME,
@@ -31,8 +31,8 @@ from diffuse_cli.config import (  # noqa: E402, F401  (re-exported: the model st
     default_config,
     load_config,
 )
+from diffuse_cli.denoising.options import InferenceModel  # noqa: E402
 from diffuse_cli.errors import InputError  # noqa: E402
-from diffuse_cli.schedule import Schedule  # noqa: E402
 
 validate_config = ModelConfig.from_dict  # (raw dict, source) -> ModelConfig
 
@@ -110,7 +110,7 @@ def export_saved_model(model: keras.Model, config: ModelConfig, path: str) -> No
         raise
 
 
-class LoadedModel:
+class LoadedModel(InferenceModel):
     """A model ready for inference: config, schedule and a compiled ``eps(x_t, t)``.
 
     ``eps`` is one ``tf.function`` whose input signature leaves the batch and spatial dims None, so
@@ -123,42 +123,28 @@ class LoadedModel:
     graph, and XLA compiles once per distinct input shape.
     """
 
-    runtime = "tensorflow"  # what the --json record reports
+    runtime = "tensorflow"
 
     def __init__(self, config: ModelConfig, model: keras.Model, jit_compile: bool = False) -> None:
-        self.config = config
+        super().__init__(config)
         self.model = model
-        self.schedule = Schedule.create(config.schedule, config.timesteps)
-        self.domain = config.domain
-        self.channels = config.channels
-        self.rank = config.rank
-        self.size_multiple = config.size_multiple
         self.trace_count = 0
         self.jit_compile = bool(jit_compile)
         if self.jit_compile:  # XLA needs static shapes: it retraces (and compiles) per input shape
-            self._eps_fn = tf.function(self._eps_graph, jit_compile=True, reduce_retracing=False)
+            self._network_fn = tf.function(self._network_graph, jit_compile=True, reduce_retracing=False)
         else:
-            self._eps_fn = tf.function(self._eps_graph, input_signature=_signature(config))
+            self._network_fn = tf.function(self._network_graph, input_signature=_signature(config))
         self._encoding = model.get_layer("step_encoding")
 
-    def _eps_graph(self, x_t: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+    def _network_graph(self, x_t: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
         self.trace_count += 1  # Python side effect: runs once per trace, not per call
         return tf.cast(self.model([x_t, t], training=False), tf.float32)
 
-    def eps(self, x_t: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Predicted noise for a batch: ``x_t`` (B, *spatial, C), ``t`` (B,) real steps; float32 out.
-
-        The network's own output is turned into eps for the model's objective (diffuse_cli.objectives).
-        """
-        x_t = np.asarray(x_t, dtype=np.float32)
-        t = np.broadcast_to(np.asarray(t, dtype=np.float32).reshape(-1), (x_t.shape[0],))
-        t_tensor = tf.convert_to_tensor(t)
-
-        def network(fed: np.ndarray) -> np.ndarray:
-            return self._eps_fn(tf.convert_to_tensor(fed), t_tensor).numpy()
-
-        ab = self.schedule.alpha_bar_at(t)
-        return objectives.predict_eps(network, x_t, ab, self.config.objective, self.config.sigma_data)
+    def network(self, fed: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The raw network output for its input ``fed`` at steps ``t``, float32 (one graph trace for any shape)."""
+        fed = np.asarray(fed, dtype=np.float32)
+        t = np.broadcast_to(np.asarray(t, dtype=np.float32).reshape(-1), (fed.shape[0],))
+        return self._network_fn(tf.convert_to_tensor(fed), tf.convert_to_tensor(t)).numpy()
 
     def step_encodings(self, steps: np.ndarray) -> np.ndarray:
         """The encodings the network feeds its blocks: learned table rows (interpolated) or sinusoidal."""

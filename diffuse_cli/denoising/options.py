@@ -34,6 +34,38 @@ class DenoisingModel(Protocol):
     def eps(self, x_t: np.ndarray, t: np.ndarray) -> np.ndarray: ...
 
 
+class InferenceModel:
+    """The :class:`DenoisingModel` every runtime builds on: the facts denoising reads, taken from the config,
+    and ``eps`` from the runtime's raw network call (:meth:`network`) through the config's objective."""
+
+    runtime = ""  # what the --json record reports ("litert", "tensorflow")
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.schedule = sch.Schedule.create(config.schedule, config.timesteps)
+        self.domain = config.domain
+        self.channels = config.channels
+        self.rank = config.rank
+        self.size_multiple = config.size_multiple
+
+    def network(self, fed: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The raw network output for its input ``fed`` (B, *spatial, C) at steps ``t`` (B,), float32."""
+        raise NotImplementedError
+
+    def eps(self, x_t: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Predicted noise for a batch: ``x_t`` (B, *spatial, C), ``t`` (B,) real steps; float32 out.
+
+        The network's own output is turned into eps for the model's objective (diffuse_cli.objectives).
+        """
+        from diffuse_cli import objectives
+
+        x_t = np.ascontiguousarray(x_t, dtype=np.float32)
+        t = np.broadcast_to(np.asarray(t, dtype=np.float32).reshape(-1), (x_t.shape[0],))
+        ab = self.schedule.alpha_bar_at(t)
+        return objectives.predict_eps(lambda fed: self.network(fed, t), x_t, ab, self.config.objective,
+                                      self.config.sigma_data)
+
+
 @dataclass
 class DenoiseOptions:
     sigma: float | None = None  # file units; None = estimate
