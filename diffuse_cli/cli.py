@@ -369,9 +369,9 @@ def train(
                                       "name, e.g. photo-gray): its network, schedule and objective, a fresh "
                                       "optimizer, step 0.")
     ] = None,
-    tflite: Annotated[
-        bool, typer.Option("--tflite/--no-tflite", help="Also write model.tflite (fast LiteRT inference).")
-    ] = True,
+    no_tflite: Annotated[
+        bool, typer.Option("--no-tflite", help="Do not write model.tflite (the LiteRT file fast inference uses).")
+    ] = False,
     strategy: Annotated[
         Strategy, typer.Option(help="Distribution; multi-worker reads TF_CONFIG.")
     ] = Strategy.default,
@@ -427,7 +427,8 @@ def train(
         emit_json(summary, data_on_stdout=False)
 
 
-TRAIN_CLI_ONLY = ("json_out", "quiet", "description")  # train parameters that are not TrainOptions fields
+# train parameters that are not TrainOptions fields (--no-tflite is TrainOptions.tflite, inverted)
+TRAIN_CLI_ONLY = ("json_out", "quiet", "description", "no_tflite")
 
 
 def train_params(params: dict) -> dict:
@@ -447,7 +448,7 @@ def train_params(params: dict) -> dict:
             batch = int(batch)
         except ValueError:
             raise InputError(f"--batch-size {params['batch_size']}: give a positive whole number or auto") from None
-    kwargs.update(data=list(params["data"]), batch_size=batch)
+    kwargs.update(data=list(params["data"]), batch_size=batch, tflite=not params["no_tflite"])
     kwargs["extra"] = {"description": params["description"]} if params["description"] else {}
     return kwargs
 

@@ -53,6 +53,14 @@ class Loss(str, Enum):
     mse_l1_ssim = "mse+l1+ssim"
 
 
+class Objective(str, Enum):
+    """What the trained network outputs (diffuse_cli.objectives): the noise, the clean data, or EDM's F."""
+
+    eps = "eps"
+    x0 = "x0"
+    edm = "edm"
+
+
 class Precision(str, Enum):
     """Training and inference arithmetic: auto (mixed on a GPU, else float32), float32, mixed (float16 compute)."""
 

@@ -161,9 +161,9 @@ def load_training_state(model_dir: str) -> TrainingState:
     return TrainingState(config, model, ema_model, optimizer, int(step.numpy()), latest)
 
 
-def export_checkpoint(out: str) -> dict:
-    """``--export-only``: restore the latest checkpoint of ``out`` and write config.json, EMA weights and the
-    SavedModel; the training summary written."""
+def export_checkpoint(out: str, tflite: bool = True) -> dict:
+    """``--export-only``: restore the latest checkpoint of ``out`` and write config.json, EMA weights, the
+    SavedModel and (unless ``tflite`` is False) model.tflite; the training summary written."""
     state = load_training_state(out)
     history = state.config.training.get("history", [])
     prior = _training_record(read_json(os.path.join(out, CONFIG_NAME)))
@@ -171,5 +171,5 @@ def export_checkpoint(out: str) -> dict:
                "exported_from": os.path.basename(state.checkpoint_path)}
     if history:
         summary["loss"] = history[-1].get("loss")
-    modelstore.save_model(out, replace(state.config, training=summary), state.ema_model)
+    modelstore.save_model(out, replace(state.config, training=summary), state.ema_model, tflite=tflite)
     return {**summary, "model_dir": out, "checkpoint": state.checkpoint_path}

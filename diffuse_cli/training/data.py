@@ -141,11 +141,22 @@ class DataSource:
             items = self.items
         else:
             items = [it for p in self.files[: min(8, len(self.files))] for it in self.load_file(p)]
+        return self._patches(items, size, count, rng)
+
+    def _patches(self, items: list[np.ndarray], size: int, count: int, rng: np.random.Generator) -> np.ndarray:
         sampler = PatchSampler(self.rank, size, augment=False, domain=self.domain)
         usable = sampler.usable(items)
         if not usable:
             raise too_small(self.domain, size)
         return np.stack([sampler.sample(usable[rng.integers(len(usable))], rng) for _ in range(count)])
+
+    def data_std(self, size: int, seed: int, count: int = 256) -> float:
+        """The data's standard deviation in model units (EDM's ``sigma_data``): the RMS about zero of
+        ``count`` random training patches, the scale the network's input and output are normalised by."""
+        items = self.items if self.in_memory else [
+            it for p in self.files[: min(8, len(self.files))] for it in self.load_file(p)]
+        patches = self._patches(items, size, count, np.random.default_rng([seed, 31]))
+        return float(np.sqrt(np.mean(np.square(patches, dtype=np.float64))))
 
 
 def too_small(domain: str, size: int) -> InputError:

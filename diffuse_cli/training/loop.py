@@ -3,9 +3,11 @@
 One step, on every replica (seeded by ``(seed, replica, step)``, so a resumed run repeats an uninterrupted one):
 
     t ~ mix(uniform{1..T}, sigma_to_t(sigma ~ log-uniform[low-noise range]))
-    eps ~ N(0, I);  x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps;  loss = L(eps_hat(x_t, t), eps)
+    eps ~ N(0, I);  x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps;  loss = L(F(input(x_t), t), target)
 
-then the gradient is all-reduced, clipped by its global norm and applied by Adam, and the EMA copy of the
+with the objective's network input and target (``tf_objectives``): eps: ``x_t`` -> eps (the seed's loss);
+x0: ``x_t`` -> x_0; edm: ``c_in y`` -> ``(x_0 - c_skip y) / c_out`` with ``y = x_t / sqrt(ab_t)``.
+Then the gradient is all-reduced, clipped by its global norm and applied by Adam, and the EMA copy of the
 weights (what validation and the export use) follows the model.
 """
 
@@ -26,6 +28,7 @@ from diffuse_cli.training.checkpoints import RunState
 from diffuse_cli.training.losses import per_example_loss
 from diffuse_cli.training.options import NoiseLevels, TrainOptions, loss_terms, total_steps
 from diffuse_cli.training.signals import StopFlag
+from diffuse_cli.training.tf_objectives import network_input, predict_x0_from_output, training_target
 from diffuse_cli.training.tf_schedule import TfSchedule, q_sample
 from diffuse_cli.training.validation import Validator
 
@@ -51,6 +54,7 @@ class TrainLoop:
                  record: Callable[[list[dict]], None], start_step: int = 0, history: list[dict] | None = None) -> None:
         self.run, self.strategy, self.options = run, strategy, options
         self.rank, self.domain = config.rank, config.domain
+        self.objective, self.sigma_data = config.objective, float(config.sigma_data)
         self.schedule = TfSchedule(Schedule.create(config.schedule, config.timesteps))
         self.terms = loss_terms(options)
         self.log_sigma = (math.log(levels.low_noise[0]), math.log(levels.low_noise[1]))
@@ -91,9 +95,13 @@ class TrainLoop:
         gradient of the global mean; with mixed precision the gradients are of the scaled loss.
         """
         model, optimizer = self.run.model, self.run.optimizer
+        objective, sd = self.objective, self.sigma_data
+        fed = network_input(x_t, ab, objective, sd)
+        target = training_target(x0, eps, x_t, ab, objective, sd)
         with tf.GradientTape() as tape:
-            eps_hat = tf.cast(model([x_t, t], training=True), tf.float32)
-            per_ex = per_example_loss(self.terms, eps, eps_hat, x0, x_t, ab, self.rank, self.domain)
+            output = tf.cast(model([fed, t], training=True), tf.float32)
+            x0_hat = predict_x0_from_output(output, x_t, ab, objective, sd) if "ssim" in self.terms else x0
+            per_ex = per_example_loss(self.terms, target, output, x0, x0_hat, ab, self.rank, self.domain)
             loss = tf.nn.compute_average_loss(per_ex, global_batch_size=self.options.batch_size)
             scaled = optimizer.scale_loss(loss) if self.run.mixed else loss
         return loss, tape.gradient(scaled, model.trainable_variables)

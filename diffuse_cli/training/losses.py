@@ -1,4 +1,5 @@
-"""Loss terms of the training step, per example: MSE and L1 on the noise, SSIM on the implied clean data.
+"""Loss terms of the training step, per example: MSE and L1 on the network output against its target
+(the noise, the clean data or EDM's F*: ``training.tf_objectives``), SSIM on the implied clean data.
 
 The SSIM here is :func:`diffuse_cli.metrics.ssim` in TensorFlow (batched, differentiable, rank 1 or 2);
 tests/test_train_losses.py pins the two equal.
@@ -8,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-
-from diffuse_cli.training.tf_schedule import predict_x0
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -50,23 +49,22 @@ def ssim_per_example(x: tf.Tensor, y: tf.Tensor, rank: int, data_range: tf.Tenso
 
 
 def per_example_loss(
-    terms: dict[str, float], eps: tf.Tensor, eps_hat: tf.Tensor, x0: tf.Tensor, x_t: tf.Tensor,
+    terms: dict[str, float], target: tf.Tensor, output: tf.Tensor, x0: tf.Tensor, x0_hat: tf.Tensor,
     ab: tf.Tensor, rank: int, domain: str,
 ) -> tf.Tensor:
     """Weighted sum of loss terms per example, shape (B,).
 
-    mse: ``mean (eps_hat - eps)^2`` (the seed's loss); l1: ``mean |eps_hat - eps|``;
-    ssim: ``ab * (1 - SSIM(x0_hat, x0))`` on ``x0_hat = (x_t - sqrt(1 - ab) eps_hat) / sqrt(ab)``; the
-    ``ab`` weight keeps the wildly noisy x0 estimates of large t from dominating.
+    mse: ``mean (output - target)^2`` (with the eps objective: the seed's loss); l1: ``mean |output - target|``;
+    ssim: ``ab * (1 - SSIM(x0_hat, x0))`` on the clean-data estimate ``x0_hat``; the ``ab`` weight keeps
+    the wildly noisy x0 estimates of large t from dominating.
     """
-    axes = list(range(1, len(eps.shape)))
-    total = tf.zeros(tf.shape(eps)[:1])
+    axes = list(range(1, len(target.shape)))
+    total = tf.zeros(tf.shape(target)[:1])
     if "mse" in terms:
-        total += terms["mse"] * tf.reduce_mean(tf.square(eps_hat - eps), axis=axes)
+        total += terms["mse"] * tf.reduce_mean(tf.square(output - target), axis=axes)
     if "l1" in terms:
-        total += terms["l1"] * tf.reduce_mean(tf.abs(eps_hat - eps), axis=axes)
+        total += terms["l1"] * tf.reduce_mean(tf.abs(output - target), axis=axes)
     if "ssim" in terms:
-        x0_hat = predict_x0(x_t, eps_hat, ab)
         if domain == "image":
             data_range = tf.constant(2.0)
         else:  # per-example dynamic range of the clean segment (audio and signals have no fixed range)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 
-from diffuse_cli.enums import Arch, Embedding, Loss, Precision, ScheduleKind, Strategy, Xla
+from diffuse_cli.enums import Arch, Embedding, Loss, Objective, Precision, ScheduleKind, Strategy, Xla
 from diffuse_cli.errors import InputError
 
 # Low-noise range the ``low_noise_fraction`` share of each batch is drawn from, in model units: images
@@ -50,6 +50,7 @@ class TrainOptions:
     warmup_steps: int | None = None  # default min(500, 5% of the steps)
     min_lr_fraction: float = 0.05  # cosine decays to lr * this
     grad_clip: float = 1.0  # global-norm clip of the all-reduced gradient (0: off)
+    objective: str | None = None  # Objective; None: edm for a U-Net, eps (the seed's loss) for dense
     loss: str = "mse"  # Loss: mse, l1, ssim or a sum such as mse+ssim
     loss_weights: Sequence[float] | dict | None = None  # one per loss term (default 1; ssim 0.1 when mixed)
     ema: float = 0.999
@@ -57,6 +58,8 @@ class TrainOptions:
     keep: int = 3
     resume: bool = False
     export_only: bool = False
+    init_from: str | None = None  # a model directory or a bundled model's name: start from its weights
+    tflite: bool = True  # also write model.tflite (LiteRT) with the saved model
     strategy: str = "default"  # Strategy
     precision: str = "auto"  # Precision; auto: mixed (float16 compute) on a GPU, else float32
     xla: str = "auto"  # Xla; auto: on with a GPU. XLA-compiles the forward/backward pass
@@ -89,6 +92,7 @@ def check_options(o: TrainOptions) -> TrainOptions:
         schedule=choice(ScheduleKind, o.schedule, "--schedule"), loss=choice(Loss, o.loss, "--loss"),
         strategy=choice(Strategy, o.strategy, "--strategy"), precision=choice(Precision, o.precision, "--precision"),
         xla=choice(Xla, o.xla, "--xla"),
+        objective=None if o.objective is None else choice(Objective, o.objective, "--objective"),
     )
     for ok, message in _range_checks(o):
         if not ok:
@@ -145,6 +149,13 @@ def loss_terms(o: TrainOptions) -> dict[str, float]:
     if any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
         raise InputError("--loss-weights: weights must be >= 0 and not all 0")
     return dict(zip(names, values))
+
+
+def default_objective(o: TrainOptions) -> str:
+    """``--objective``, else edm for a U-Net (every noise level weighted equally) and eps for dense."""
+    if o.objective is not None:
+        return o.objective
+    return Objective.edm.value if o.arch == Arch.unet else Objective.eps.value
 
 
 def total_steps(o: TrainOptions) -> int:

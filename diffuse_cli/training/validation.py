@@ -8,16 +8,20 @@ import math
 import keras
 import numpy as np
 
+from diffuse_cli import objectives
 from diffuse_cli import schedule as sch
 
 
 class Validator:
     """One-step denoising of fixed patches at ``sigma`` (model units): PSNR for images, SNR for 1D.
 
-    ``x_t* = sqrt(ab*) x0 + sqrt(1 - ab*) eps`` with ``t* = sigma_to_t(sigma)``; ``x0_hat = predict_x0``.
+    ``x_t* = sqrt(ab*) x0 + sqrt(1 - ab*) eps`` with ``t* = sigma_to_t(sigma)``; ``x0_hat = predict_x0`` of the
+    eps the network's output gives for the model's ``objective`` (:func:`objectives.predict_eps`).
     """
 
-    def __init__(self, patches: np.ndarray, sigma: float, schedule: sch.Schedule, domain: str, seed: int) -> None:
+    def __init__(self, patches: np.ndarray, sigma: float, schedule: sch.Schedule, domain: str, seed: int,
+                 objective: str = "eps", sigma_data: float = 0.5) -> None:
+        self.objective, self.sigma_data = objective, sigma_data
         self.x0 = patches.astype(np.float64)
         self.domain = domain
         self.metric = "psnr" if domain == "image" else "snr"
@@ -41,6 +45,11 @@ class Validator:
         outs = []
         for i in range(0, len(self.x_t), 16):
             xb = self.x_t[i : i + 16]
-            outs.append(np.asarray(model([xb, np.full((len(xb),), self.t, np.float32)], training=False)))
+            t = np.full((len(xb),), self.t, np.float32)
+
+            def network(fed: np.ndarray, t: np.ndarray = t) -> np.ndarray:
+                return np.asarray(model([fed, t], training=False), dtype=np.float32)
+
+            outs.append(objectives.predict_eps(network, xb, self.ab, self.objective, self.sigma_data))
         eps_hat = np.concatenate(outs).astype(np.float64)
         return self.score(sch.predict_x0(self.x_t, eps_hat, self.ab))
