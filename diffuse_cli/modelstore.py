@@ -33,6 +33,7 @@ from diffuse_cli.config import (  # noqa: E402, F401  (re-exported: the model st
 )
 from diffuse_cli.denoising.options import InferenceModel  # noqa: E402
 from diffuse_cli.errors import InputError  # noqa: E402
+from diffuse_cli.schedule import Schedule  # noqa: E402
 
 validate_config = ModelConfig.from_dict  # (raw dict, source) -> ModelConfig
 
@@ -81,12 +82,24 @@ class _Serving(tf.Module):
     def __init__(self, model: keras.Model, config: ModelConfig) -> None:
         super().__init__(name="diffuse_denoiser")
         self.model = model
+        self.config = config
         # Track the tf.Variables explicitly so the export never depends on Keras' own tracking.
         self.weights = [v.value if hasattr(v, "value") else v for v in model.weights]
         self.serve = tf.function(self._serve, input_signature=_signature(config))
 
     def _serve(self, x_t: tf.Tensor, t: tf.Tensor) -> dict:
-        return {"eps": self.model([x_t, t], training=False)}
+        """eps for any objective: the network output turned into eps inside the graph, so a plain TensorFlow
+        user of the export needs nothing from this package."""
+        if self.config.objective == "eps":
+            return {"eps": self.model([x_t, t], training=False)}
+        # Imported here: the training package imports this module.
+        from diffuse_cli.training import tf_objectives
+        from diffuse_cli.training.tf_schedule import TfSchedule
+
+        objective, sd = self.config.objective, self.config.sigma_data
+        ab = TfSchedule(Schedule.create(self.config.schedule, self.config.timesteps)).alpha_bar_at(t)
+        out = tf.cast(self.model([tf_objectives.network_input(x_t, ab, objective, sd), t], training=False), tf.float32)
+        return {"eps": tf_objectives.eps_from_output(out, x_t, ab, objective, sd)}
 
 
 def export_saved_model(model: keras.Model, config: ModelConfig, path: str) -> None:
