@@ -190,6 +190,12 @@ def make_models(m: Path) -> None:
     variant("big-dense", domain="signal", arch="dense", length=10**6, dense_hidden=10**6, sample_rate=None)
     other = variant("other-net", widths=[4, 8, 16])  # a valid config that does not match the weights
     assert other.is_dir()
+    # model.tflite (what denoise runs on LiteRT), broken one way each next to good weights
+    (variant("tflite-empty") / "model.tflite").write_bytes(b"")
+    (variant("tflite-random") / "model.tflite").write_bytes(np.random.default_rng(0).bytes(4096))
+    (variant("tflite-text") / "model.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + b"not a flatbuffer" * 64)
+    speech = Path(__file__).resolve().parent.parent / "diffuse_cli" / "models" / "speech-16k" / "model.tflite"
+    shutil.copy(speech, variant("tflite-foreign") / "model.tflite")  # another model's network
 
 
 # ------------------------------------------------------------------------------------------------ cases
@@ -299,6 +305,14 @@ CASES: dict[str, tuple[list[str], str]] = {
                                 "trunc-weights"),
     "model weights of another network": (["denoise", "{d}/ok.png", "-o", "{o}/out.png", "--model", "{m}/other-net"],
                                          "other-net"),
+    "empty model.tflite": (["denoise", "{d}/ok.png", "-o", "{o}/out.png", "--model", "{m}/tflite-empty"],
+                           "model.tflite"),
+    "random model.tflite": (["denoise", "{d}/ok.png", "-o", "{o}/out.png", "--model", "{m}/tflite-random"],
+                            "model.tflite"),
+    "damaged model.tflite": (["denoise", "{d}/ok.png", "-o", "{o}/out.png", "--model", "{m}/tflite-text"],
+                             "model.tflite"),
+    "model.tflite of another model": (["denoise", "{d}/ok.png", "-o", "{o}/out.png", "--model",
+                                       "{m}/tflite-foreign"], "model.tflite"),
     "model config of a huge U-Net": (["denoise", "{d}/ok.png", "-o", "{o}/out.png", "--model", "{m}/big-unet"],
                                      "big-unet"),
     "model config of a huge dense net": (["denoise", "{d}/ok.png", "-o", "{o}/out.png", "--model", "{m}/big-dense"],
