@@ -10,14 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-SSIM_WINDOW = 11
-SSIM_SIGMA = 1.5
-
-
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
-    """Normalised 1D Gaussian ``g_i = exp(-((i - (size - 1) / 2) / sigma)^2 / 2) / sum_j g_j``, float32."""
-    g = np.exp(-0.5 * ((np.arange(size) - (size - 1) / 2) / sigma) ** 2)
-    return (g / g.sum()).astype(np.float32)
+from diffuse_cli.metrics import SSIM_WINDOW, gaussian_window
 
 
 def ssim_per_example(x: tf.Tensor, y: tf.Tensor, rank: int, data_range: tf.Tensor | float) -> tf.Tensor:
@@ -31,7 +24,7 @@ def ssim_per_example(x: tf.Tensor, y: tf.Tensor, rank: int, data_range: tf.Tenso
         x, y = x[:, None], y[:, None]
     channels = x.shape[-1]
     size = int(min(SSIM_WINDOW, x.shape[2] or SSIM_WINDOW, (x.shape[1] or SSIM_WINDOW) if rank == 2 else SSIM_WINDOW))
-    g = gaussian_window(size)
+    g = gaussian_window(size).astype(np.float32)
     kernel = np.outer(g, g) if rank == 2 else g[None, :]
     kernel = tf.constant(np.tile(kernel[:, :, None, None], (1, 1, channels, 1)))
 
