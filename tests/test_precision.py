@@ -40,7 +40,7 @@ def test_mixed_network_matches_float32_with_the_same_weights():
 def test_mixed_training_learns_and_resumes_in_float32(synthetic_image_dir, tmp_path):
     out = str(tmp_path / "m")
     base = dict(data=[synthetic_image_dir], out=out, widths=(8, 16), patch_size=32, batch_size=8, lr=2e-3,
-                log_every=5, seed=1, steps_per_epoch=20, val_count=4)
+                log_every=5, seed=1, steps_per_epoch=20, val_count=4, objective="eps")  # thresholds set for eps
     s = training.train(training.TrainOptions(**base, max_steps=40, precision="mixed"))
     assert s["precision"] == "mixed"
     assert s["loss"] < 0.7 * s["first_loss"], s  # it learns (scaled loss, unscaled gradients)
@@ -69,7 +69,7 @@ def test_xla_training_follows_the_graph_run(synthetic_image_dir, tmp_path):
     for mode in ("off", "on"):
         runs[mode] = training.train(training.TrainOptions(
             data=[synthetic_image_dir], out=str(tmp_path / mode), widths=(8, 16), patch_size=32, batch_size=8,
-            lr=2e-3, log_every=5, seed=3, max_steps=20, steps_per_epoch=10, val_count=4, xla=mode))
+            lr=2e-3, log_every=5, seed=3, max_steps=20, steps_per_epoch=10, val_count=4, xla=mode, objective="eps"))
     assert runs["off"]["xla"] is False and runs["on"]["xla"] is True
     for a, b in zip(runs["off"]["history"], runs["on"]["history"]):
         assert a["step"] == b["step"]
