@@ -39,17 +39,22 @@ def _noisy_48k(kind: str) -> tuple[np.ndarray, np.ndarray]:
     return clean, np.clip(clean + scale * noise, -1, 1)
 
 
-def test_pipe_cleans_48k_speech_in_hum_and_fan_noise():
-    clean, noisy = _noisy_48k("hum")
+def _pipe(noisy: np.ndarray) -> tuple[np.ndarray, dict]:
+    """`cat noisy.wav | diffuse denoise - -o - --json`: the cleaned samples and the JSON record (on stderr)."""
     buf = pyio.BytesIO()
     sf.write(buf, noisy, 48000, format="WAV", subtype="FLOAT")
     r = diffuse("denoise", "-", "-o", "-", "--json", stdin=buf.getvalue())
     assert r.returncode == 0, r.stderr
     out, rate = sf.read(pyio.BytesIO(r.stdout_bytes), dtype="float64")
     assert rate == 48000 and out.shape == noisy.shape
+    return out, json.loads(r.stderr.strip().splitlines()[-1])
+
+
+def test_pipe_cleans_48k_speech_in_hum_and_fan_noise():
+    clean, noisy = _noisy_48k("hum")
+    out, record = _pipe(noisy)
     before, after = _si_sdr(clean, noisy), _si_sdr(clean, out)
     assert after > before + 4.0, (before, after)  # measured 5.0 -> 11.9 dB
-    record = json.loads(r.stderr.strip().splitlines()[-1])
     spectrum = record["noise_spectrum"]["0"]
     assert spectrum["hum"] is not None and abs(spectrum["hum"]["f0_hz"] - 50) < 0.5
     assert any("mains hum" in n for n in record["notes"])
@@ -58,11 +63,6 @@ def test_pipe_cleans_48k_speech_in_hum_and_fan_noise():
 def test_white_noise_path_is_unchanged_by_the_coloured_step():
     """White noise: the coloured step finds nothing to remove, and no spectrum is reported."""
     clean, noisy = _noisy_48k("white")
-    buf = pyio.BytesIO()
-    sf.write(buf, noisy, 48000, format="WAV", subtype="FLOAT")
-    r = diffuse("denoise", "-", "-o", "-", "--json", stdin=buf.getvalue())
-    assert r.returncode == 0, r.stderr
-    out, _ = sf.read(pyio.BytesIO(r.stdout_bytes), dtype="float64")
-    record = json.loads(r.stderr.strip().splitlines()[-1])
+    out, record = _pipe(noisy)
     assert "noise_spectrum" not in record
     assert _si_sdr(clean, out) > _si_sdr(clean, noisy) + 8.0
