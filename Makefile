@@ -62,9 +62,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 # Default models: rebuilt from scratch, reproducibly (--seed), from offline sources only (see
 # scripts/prepare_defaults_data.py). Hours on 2 CPU cores: re-running resumes from the checkpoints in runs/defaults.
 DATA := runs/defaults-data
-IMAGE_STEPS ?= 5000
+IMAGE_STEPS ?= 1500
 AUDIO_STEPS ?= 5000
 IMAGE_MODEL := runs/defaults/photo-gray
+IMAGE_DESCRIPTION := gray photos (luma), v2: photo-gray v1 (8 photographs from Debian plasma-workspace-wallpapers, LGPL-3 / CC-BY-SA-4.0 per wallpaper, + 13 scikit-image data images, 4500 steps) fine-tuned on those plus 10 photographs from Debian lomiri-wallpapers-16.04/-20.04 (CC-BY-4.0, CC-BY-SA-3.0/4.0, CC0-1.0 per file) and 12 procedural dead leaves images (diffuse_cli/dead_leaves.py); held out, never trained on: plasma EveningGlow, Path, Grey, OneStandsOut, skimage camera, astronaut, coffee, lomiri Bridge, friends, life, Picture_1A; built by scripts/prepare_defaults_data.py
 AUDIO_MODEL := runs/defaults/speech-16k
 SIGNAL_DATA := runs/signal-data
 SIGNAL_STEPS ?= 20000
@@ -73,12 +74,18 @@ SIGNAL_MODEL := runs/defaults/signal
 $(DATA)/train/images:
 	$(BIN)/python scripts/prepare_defaults_data.py $(DATA)
 
+# Photo model v2: fine-tunes the bundled photo-gray (eps objective; --init-from keeps the source's objective)
+# on the v1 photos plus lomiri-wallpapers photographs and dead leaves images. The v1 recipe from scratch:
+# `diffuse train $(DATA)/train/images --channels 1 --widths 16,32,64,128 --patch-size 96 --lr 1e-3 ...`.
+# Re-running resumes from $(IMAGE_MODEL)'s checkpoints; without them it starts again from photo-gray.
+IMAGE_INIT ?= photo-gray
 train-default-image: install $(DATA)/train/images
-	$(DIFFUSE) train $(DATA)/train/images --out $(IMAGE_MODEL) --resume --channels 1 \
-		--widths 16,32,64,128 --patch-size 96 --batch-size 16 --max-steps $(IMAGE_STEPS) --lr 1e-3 \
-		--warmup-steps 200 --low-noise-fraction 0.9 --low-noise-sigma 1,100 --val-sigma 25 \
+	if [ -d $(IMAGE_MODEL)/checkpoints ]; then start=--resume; else start="--init-from $(IMAGE_INIT)"; fi; \
+	$(DIFFUSE) train $(DATA)/train/images --out $(IMAGE_MODEL) $$start --channels 1 \
+		--patch-size 96 --batch-size 16 --max-steps $(IMAGE_STEPS) --lr 3e-4 \
+		--warmup-steps 100 --low-noise-fraction 0.9 --low-noise-sigma 1,100 --val-sigma 25 \
 		--steps-per-epoch 250 --checkpoint-every 250 --keep 2 --seed 0 \
-		--description "gray photos (luma): 8 photographs from Debian plasma-workspace-wallpapers (LGPL-3 / CC-BY-SA per wallpaper) + 13 scikit-image data images (licences in skimage/data/README); built by scripts/prepare_defaults_data.py"
+		--description "$(IMAGE_DESCRIPTION)"
 
 train-default-audio: install $(DATA)/train/images
 	$(DIFFUSE) train $(DATA)/train/speech --out $(AUDIO_MODEL) --resume \
