@@ -21,6 +21,7 @@ and how to rebuild it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 
@@ -136,23 +137,57 @@ class LiteRTModel(InferenceModel):
     ``network`` feeds the interpreter's ``eps`` signature. The signature runner resizes the inputs to each
     call's shape; the interpreter keeps its allocation while the shape stays the same (tiles of one file
     share a shape), and re-plans its memory only when it changes.
+
+    With ``model_content`` and ``num_threads`` > 1, a batch of two or more is split into ``num_threads``
+    parts, each run at the same time on its own single-threaded interpreter (made on first use). The
+    interpreters release the GIL, so every core runs the whole graph, also the ops XNNPACK leaves to the
+    one-threaded builtin kernels, and no thread waits on another inside a call. A batch item's output does
+    not depend on the batch it is in, so the split changes no number. A single tile (one large image tile)
+    runs on ``interpreter`` with all its threads.
     """
 
     runtime = "litert"
 
-    def __init__(self, config: ModelConfig, interpreter: object, path: str) -> None:
+    def __init__(self, config: ModelConfig, interpreter: object, path: str, model_content: bytes | None = None,
+                 num_threads: int = 1) -> None:
         super().__init__(config)
         self.path = path
         self._interpreter = interpreter
         self._eps = interpreter.get_signature_runner(EPS_SIGNATURE)
         learned = config.embedding == "learned"
         self._encode = interpreter.get_signature_runner(ENCODING_SIGNATURE) if learned else None
+        self._content = model_content
+        self._parts = max(1, int(num_threads)) if model_content is not None else 1
+        self._part_runners: list = []  # one single-threaded eps runner per part, made on first use
+        self._pool = None  # runs parts 1.. while the calling thread runs part 0
 
     def network(self, fed: np.ndarray, t: np.ndarray) -> np.ndarray:
         """The raw network output for its input ``fed`` at steps ``t`` (what the Keras model returns)."""
         fed = np.ascontiguousarray(fed, dtype=np.float32)
         t = np.broadcast_to(np.asarray(t, dtype=np.float32).reshape(-1), (fed.shape[0],))
-        return self._eps(x_t=fed, enc=self.step_encodings(t))["eps"]
+        enc = self.step_encodings(t)
+        parts = min(self._parts, fed.shape[0])
+        if parts < 2:
+            return self._eps(x_t=fed, enc=enc)["eps"]
+        runners = self._runners(parts)
+        bounds = [fed.shape[0] * k // parts for k in range(parts + 1)]
+        pieces = [(runners[k], fed[a:b], enc[a:b]) for k, (a, b) in enumerate(itertools.pairwise(bounds))]
+        later = [self._pool.submit(_run_eps, *piece) for piece in pieces[1:]]
+        first = _run_eps(*pieces[0])
+        return np.concatenate([first, *(f.result() for f in later)])
+
+    def _runners(self, parts: int) -> list:
+        """At least ``parts`` single-threaded eps runners (each on its own interpreter) and the thread pool."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        while len(self._part_runners) < parts:
+            interpreter = Interpreter(model_content=self._content, num_threads=1)
+            self._part_runners.append(interpreter.get_signature_runner(EPS_SIGNATURE))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._parts - 1, thread_name_prefix="litert")
+        return self._part_runners
 
     def step_encodings(self, steps: np.ndarray) -> np.ndarray:
         """The encodings the network feeds its blocks: learned table rows (interpolated) or sinusoidal.
@@ -163,6 +198,11 @@ class LiteRTModel(InferenceModel):
         if self._encode is None:
             return sinusoidal_step_encoding(steps, self.config.embedding_dim).astype(np.float32)
         return self._encode(t=steps)["enc"]
+
+
+def _run_eps(runner: object, x_t: np.ndarray, enc: np.ndarray) -> np.ndarray:
+    """One eps signature call (a new output array each time)."""
+    return runner(x_t=np.ascontiguousarray(x_t), enc=np.ascontiguousarray(enc))["eps"]
 
 
 def open_for_inference(model_dir: str, num_threads: int | None = None) -> LiteRTModel | None:
@@ -207,14 +247,15 @@ def load(model_dir: str, config: ModelConfig, num_threads: int | None = None) ->
     path = tflite_path(model_dir)
     data = check_tflite(path, config, os.path.join(model_dir, WEIGHTS_NAME))
     hint = rebuild_hint(model_dir)
+    threads = int(num_threads or available_cores())
     try:
-        interpreter = Interpreter(model_content=data, num_threads=int(num_threads or available_cores()))
+        interpreter = Interpreter(model_content=data, num_threads=threads)
     except (ValueError, RuntimeError) as exc:
         raise InputError(f"{path}: not a usable LiteRT model ({_first_line(exc)}); {hint}") from None
     problem = _signature_problem(interpreter, config)
     if problem:
         raise InputError(f"{path}: {problem}; {hint}")
-    model = LiteRTModel(config, interpreter, path)
+    model = LiteRTModel(config, interpreter, path, model_content=data, num_threads=threads)
     _probe(model, path, hint)
     return model
 

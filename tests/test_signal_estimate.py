@@ -87,3 +87,25 @@ def test_caveats_short_and_structure_dominated():
     # a time column is left out; each group gets its own caveat
     both = np.stack([np.arange(plain.size, dtype=float), plain, busy[: plain.size]], -1)[None]
     assert estimate.signal_caveats(both, [slice(0, 1), slice(1, 2), slice(2, 3)]) == [None, None, "structure"]
+
+
+def test_signal_noise_is_group_sigmas_and_caveats_at_once():
+    """The joint call gives exactly what the two separate ones give (it only shares their per-channel work)."""
+    plain, _ = _noisy(_sine_trend, 20, 0)
+    busy, _ = _noisy(_high_frequency, 20, 0)
+    walk, _ = _noisy(_random_walk, 10, 1)
+    n = plain.size
+    cases = [
+        (np.stack([np.arange(n, dtype=float), plain, busy[:n], walk[:n]], -1)[None],
+         [slice(0, 1), slice(1, 2), slice(2, 3), slice(3, 4)]),
+        (np.stack([plain, busy[:n]], -1).reshape(4, n // 4, 2), [slice(0, 2)]),  # windows, one group of two
+        (plain[None, :50, None], [slice(0, 1)]),  # short
+        (plain[None, :3, None], [slice(0, 1)]),  # too short for any estimate
+    ]
+    for pieces, groups in cases:
+        sigmas, caveats = estimate.signal_noise(pieces, groups)
+        assert sigmas == estimate.group_sigmas(pieces, groups, 1, None, domain="signal")
+        assert caveats == estimate.signal_caveats(pieces, groups)
+    sigmas, caveats = estimate.signal_noise(cases[0][0], cases[0][1])
+    assert sigmas[0] == 0.0 and caveats == [None, None, "structure", None]
+    assert all(s > 0 for s in sigmas[1:])

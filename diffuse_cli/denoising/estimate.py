@@ -4,8 +4,9 @@ numpy only; values in the input's own (model) units. Images: the smaller of a bl
 the finest Haar detail and Immerkaer's operator. 1D: the smaller of the Haar MAD (Donoho) and a spectral
 estimate over the upper half of the band; for measured series (domain "signal", not audio) also the Welch
 power in the top quarter of the band (:func:`_sigma_top_band_1d`), and :func:`signal_caveats` says when
-a series' estimate is unreliable. A large input is estimated from evenly spread crops or windows
-(:func:`estimation_pieces`), so the estimate never needs a full-size float64 copy.
+a series' estimate is unreliable (:func:`signal_noise` gives both, each channel's estimates computed once).
+A large input is estimated from evenly spread crops or windows (:func:`estimation_pieces`), so the estimate
+never needs a full-size float64 copy.
 """
 
 from __future__ import annotations
@@ -72,11 +73,17 @@ def group_sigmas(pieces: np.ndarray, groups: list[slice], rank: int,
     index columns (:func:`axis_channels`) left out; 0 for a group of such columns only."""
     values = channel_sigmas(pieces, rank, value_range, domain=domain)
     axes = set(axis_channels(pieces)) if rank == 1 else set()
-    medians = []
-    for g in groups:
-        kept = [values[c] for c in range(*g.indices(len(values))) if c not in axes]
-        medians.append(float(np.median(kept)) if kept else 0.0)
-    return medians
+    return _group_medians(values, groups, axes)
+
+
+def signal_noise(pieces: np.ndarray, groups: list[slice]) -> tuple[list[float], list[str | None]]:
+    """:func:`group_sigmas` and :func:`signal_caveats` of 1D pieces (K, L, C) of a measured series (domain
+    ``"signal"``) at once: the same numbers, each channel's Haar and top-band estimates computed once for both."""
+    pieces = np.asarray(pieces, dtype=np.float64)
+    axes = set(axis_channels(pieces))
+    found = {c: _Estimates1D.of(pieces[..., c], top_band=True) for c in range(pieces.shape[-1]) if c not in axes}
+    values = [found[c].sigma if c in found else 0.0 for c in range(pieces.shape[-1])]
+    return _group_medians(values, groups, axes), _caveats(pieces, groups, axes, lambda c: found[c])
 
 
 def channel_sigmas(pieces: np.ndarray, rank: int, value_range: tuple[float, float] | None, *,
@@ -104,6 +111,21 @@ def signal_caveats(pieces: np.ndarray, groups: list[slice]) -> list[str | None]:
     details, so the estimate leans on the top band alone). Time or index columns are left out."""
     pieces = np.asarray(pieces, dtype=np.float64)
     axes = set(axis_channels(pieces))
+    return _caveats(pieces, groups, axes, lambda c: _Estimates1D.of(pieces[..., c], top_band=True, spectral=False))
+
+
+def _group_medians(values: list[float], groups: list[slice], axes: set[int]) -> list[float]:
+    """The median of each group's channel values, ``axes`` left out; 0 for a group of axes only."""
+    medians = []
+    for g in groups:
+        kept = [values[c] for c in range(*g.indices(len(values))) if c not in axes]
+        medians.append(float(np.median(kept)) if kept else 0.0)
+    return medians
+
+
+def _caveats(pieces: np.ndarray, groups: list[slice], axes: set[int],
+             estimates: Callable[[int], _Estimates1D]) -> list[str | None]:
+    """:func:`signal_caveats`, with each channel's estimates from ``estimates(channel)`` (asked only when needed)."""
     length = pieces.shape[0] * pieces.shape[1]
     caveats: list[str | None] = []
     for g in groups:
@@ -113,7 +135,7 @@ def signal_caveats(pieces: np.ndarray, groups: list[slice]) -> list[str | None]:
         elif length < _SHORT_SERIES:
             caveats.append("short")
         else:
-            caveats.append("structure" if any(_structure_dominated(pieces[..., c]) for c in kept) else None)
+            caveats.append("structure" if any(estimates(c).structure_dominated for c in kept) else None)
     return caveats
 
 
@@ -338,15 +360,35 @@ def _sigma_top_band_1d(x: np.ndarray) -> float | None:
     return math.sqrt(max(float(np.median(power)), 0.0))
 
 
-def _structure_dominated(x: np.ndarray) -> bool:
-    """The Haar MAD and the top-band estimate of one channel differ by more than 2x (see
-    :func:`signal_caveats`); False when either is unavailable or zero."""
-    if x.shape[-1] < 4:
-        return False
-    haar, top = _sigma_haar_1d(x), _sigma_top_band_1d(x)
-    if top is None or haar <= 0 or top <= 0:
-        return False
-    return max(haar, top) > _DISAGREEMENT * min(haar, top)
+@dataclass(frozen=True)
+class _Estimates1D:
+    """The blind estimates of one 1D channel (N,) or of windows (K, N) of it, pooled; None where one is
+    unavailable (fewer than 4 samples, too short for its frames, or not asked for)."""
+
+    haar: float | None
+    spectral: float | None
+    top: float | None  # the top-band estimate, for measured series
+
+    @classmethod
+    def of(cls, x: np.ndarray, top_band: bool, spectral: bool = True) -> _Estimates1D:
+        if x.shape[-1] < 4:
+            return cls(None, None, None)
+        return cls(_sigma_haar_1d(x), _sigma_spectral_1d(x) if spectral else None,
+                   _sigma_top_band_1d(x) if top_band else None)
+
+    @property
+    def sigma(self) -> float:
+        """The smallest estimate (content only pushes each upwards); 0 when none is available."""
+        found = [e for e in (self.haar, self.spectral, self.top) if e is not None]
+        return min(found) if found else 0.0
+
+    @property
+    def structure_dominated(self) -> bool:
+        """The Haar MAD and the top-band estimate differ by more than 2x (see :func:`signal_caveats`); False
+        when either is unavailable or zero."""
+        if self.haar is None or self.top is None or self.haar <= 0 or self.top <= 0:
+            return False
+        return max(self.haar, self.top) > _DISAGREEMENT * min(self.haar, self.top)
 
 
 def _sigma_signal_channel(x: np.ndarray, top_band: bool = False) -> float:
@@ -356,9 +398,4 @@ def _sigma_signal_channel(x: np.ndarray, top_band: bool = False) -> float:
     All are consistent for white noise; content (a sine, speech, music) only pushes each upwards, and
     the spectral one ignores tones and low-frequency content. Digital silence is left out of all.
     """
-    if x.shape[-1] < 4:
-        return 0.0
-    estimates = [_sigma_haar_1d(x), _sigma_spectral_1d(x)]
-    if top_band:
-        estimates.append(_sigma_top_band_1d(x))
-    return min(e for e in estimates if e is not None)
+    return _Estimates1D.of(x, top_band).sigma
