@@ -63,6 +63,23 @@ def add_salt_pepper(
     return flat.reshape(x.shape), mask.reshape(positions)
 
 
+def add_poisson(
+    x: np.ndarray, peak: float, top: float, rng: np.random.Generator, sigma: float = 0.0
+) -> np.ndarray:
+    """Camera (Poisson-Gaussian) noise on clean values ``x`` in ``0..top``: ``z = g p + n`` with ``g = top / peak``,
+    ``p ~ Poisson(x / g)`` and ``n ~ N(0, sigma^2)``.
+
+    ``peak`` is the photon count at ``top`` (fewer counts: more noise); ``sigma`` (read noise) is in ``x``'s
+    units. Negative ``x`` counts as 0. Not clipped: the caller clips to the file's range.
+    """
+    gain = float(top) / float(peak)
+    counts = rng.poisson(np.maximum(np.asarray(x, dtype=np.float64), 0.0) / gain)
+    noisy = gain * counts
+    if sigma > 0:
+        noisy = noisy + rng.normal(0.0, sigma, size=noisy.shape)
+    return noisy
+
+
 def forward_diffusion(
     x0: np.ndarray, step: float, schedule: Schedule, rng: np.random.Generator
 ) -> np.ndarray:
