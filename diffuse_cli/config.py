@@ -44,6 +44,7 @@ _SCHEMA: dict[str, tuple[tuple, bool]] = {
     "sample_rate": ((int, type(None)), False),
     "objective": ((str,), False),
     "sigma_data": ((int, float), False),
+    "sigma_calibration": ((list,), False),
     "training": ((dict,), False),
 }
 
@@ -75,6 +76,9 @@ class ModelConfig:
     sample_rate: int | None = None
     objective: str = "eps"  # what the network outputs (diffuse_cli.objectives); absent in older models
     sigma_data: float = 0.5  # the data's standard deviation in model units, for the edm objective
+    # [[sigma, k], ...] in model units, sigma increasing: one-step tells the network k * sigma
+    # (diffuse_cli.calibration; measured by scripts/calibrate_sigma.py). Empty: k = 1.
+    sigma_calibration: tuple[tuple[float, float], ...] = ()
     training: dict = field(default_factory=dict, compare=False)
 
     # ----------------------------------------------------------------------------------------------
@@ -88,6 +92,7 @@ class ModelConfig:
         assert isinstance(cfg, dict)
         values = {k: v for k, v in cfg.items() if k in _SCHEMA}
         values["widths"] = tuple(values.get("widths", cls.widths))
+        values["sigma_calibration"] = _calibration_points(values.get("sigma_calibration", []), source)
         for key in ("activation_noise", "sigma_data"):
             if key in values:
                 values[key] = float(values[key])
@@ -100,6 +105,9 @@ class ModelConfig:
         """The JSON-ready dict ``config.json`` holds (widths as a list)."""
         out = asdict(self)
         out["widths"] = list(self.widths)
+        out["sigma_calibration"] = [list(p) for p in self.sigma_calibration]
+        if not self.sigma_calibration:
+            del out["sigma_calibration"]
         return out
 
     def replace(self, **changes: object) -> ModelConfig:
@@ -181,6 +189,19 @@ class ModelConfig:
             raise bad("length", "must be a positive integer for arch 'dense'")
         if not 1 <= self.dense_hidden <= 1_000_000:
             raise bad("dense_hidden", "must be 1..1000000")
+
+
+def _calibration_points(points: list, source: str) -> tuple[tuple[float, float], ...]:
+    """``sigma_calibration`` as (sigma, k) pairs: sigma positive and increasing, k in (0, 4]."""
+    out = []
+    for p in points:
+        ok = (isinstance(p, list) and len(p) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p))
+        if not ok or not (p[0] > 0 and 0 < p[1] <= 4) or (out and p[0] <= out[-1][0]):
+            raise _bad(source, "sigma_calibration", "must be [[sigma, k], ...] with sigma > 0 increasing and "
+                       "k in (0, 4]")
+        out.append((float(p[0]), float(p[1])))
+    return tuple(out)
 
 
 def _bad(source: str, key: str, problem: str) -> InputError:

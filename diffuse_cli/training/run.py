@@ -181,8 +181,9 @@ def init_config(o: TrainOptions, source: DataSource, init_dir: str) -> ModelConf
         raise InputError(f"{flag}: was trained with --objective {base.objective}, not {o.objective}; drop "
                          "--objective (fine-tuning keeps the source's)")
     patch = base.length if base.arch == Arch.dense else int(o.patch_size or base.patch_size or 64)
+    # the source's sigma calibration belongs to its weights: measure the new model's again
     return replace(base, patch_size=int(patch), sample_rate=rate if source.domain == "audio" else base.sample_rate,
-                   training={})
+                   training={}, sigma_calibration=())
 
 
 def load_init_weights(run: RunState, init_dir: str) -> None:
