@@ -9,8 +9,8 @@ central --crop x --crop crop; Gaussian noise of known sigma (0..255) from a seed
 sigma, noisy input rounded and clipped to 8 bits; every output rounded and clipped to 8 bits before PSNR
 (data range 255). Each model runs one-step through diffuse_cli.denoising.denoise_media with the known
 sigma and with sigma estimated (and DDIM-10 with the known sigma under --ddim). BM3D
-(bm3d.bm3d(sigma_psd=sigma/255)) is computed once per image and sigma and cached next to --json
-(or in runs/eval-photo-bm3d.json), since it does not depend on the models.
+(bm3d.bm3d(sigma_psd=sigma/255)) is computed once per image, crop and sigma and cached in --bm3d-cache,
+since it does not depend on the models.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--ddim", action="store_true", help="also DDIM-10 with the known sigma")
     parser.add_argument("--json", default=None, help="write every number here")
+    parser.add_argument("--baseline", default=None, help="an earlier --json of this script: add its rows")
+    parser.add_argument("--bm3d-cache", default=str(ROOT / "runs" / "eval-photo-bm3d.json"))
     args = parser.parse_args()
 
     from diffuse_cli import modelstore
@@ -100,7 +102,7 @@ def main() -> None:
     if not paths:
         sys.exit(f"{args.data}: no PNG files; run scripts/prepare_defaults_data.py first")
     cleans = [central_crop(np.asarray(Image.open(p).convert("L"), dtype=np.float64), args.crop) for p in paths]
-    cache = Path(args.json).with_suffix(".bm3d.json") if args.json else ROOT / "runs" / "eval-photo-bm3d.json"
+    cache = Path(args.bm3d_cache)
     variants = [("onestep", True), ("onestep", False)] + ([("ddim", True)] if args.ddim else [])
     results: dict = {"data": args.data, "images": [p.name for p in paths], "crop": args.crop, "psnr": {}}
     rows = {"noisy": {}, "BM3D": {}}
@@ -121,6 +123,13 @@ def main() -> None:
                 results["psnr"].setdefault(label, {})[f"{s:g}"] = per
         print(f"sigma {s:g} done", file=sys.stderr, flush=True)
     results["mean"] = {k: {f"{s:g}": v for s, v in r.items()} for k, r in rows.items()}
+    if args.baseline:  # same images, crop, seeds: its rows are directly comparable
+        earlier = json.loads(Path(args.baseline).read_text())
+        if earlier["images"] != results["images"] or earlier["crop"] != args.crop:
+            sys.exit(f"{args.baseline}: another image set or crop; rerun it with this one")
+        for k, r in earlier["mean"].items():
+            if k not in rows and all(f"{s:g}" in r for s in sigmas):
+                rows[f"{k} [baseline]"] = {s: r[f"{s:g}"] for s in sigmas}
     print(f"{len(paths)} held-out images, central {args.crop}x{args.crop} gray crops; mean PSNR (dB)\n")
     print("| method | " + " | ".join(f"σ={s:g}" for s in sigmas) + " |")
     print("|---|" + "---|" * len(sigmas))
