@@ -13,7 +13,8 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -507,6 +508,15 @@ class TrainProgress:
 # --------------------------------------------------------------------------- denoise
 
 
+class OnHarm(str, Enum):
+    """``denoise --on-harm``: what to do when the removed part does not look like the noise assumed."""
+
+    auto = "auto"  # fallback for CSV/TXT/NPY signals, warn for images and audio (cleaned in place)
+    warn = "warn"
+    fallback = "fallback"
+    error = "error"
+
+
 @app.command(
     epilog="Example: diffuse denoise noisy.png -o clean.png\n\n"
     "Example: diffuse denoise scans/ -o cleaned/ --model models/photos --json\n\n"
@@ -552,6 +562,15 @@ def denoise(
         Runtime, typer.Option(help="auto: LiteRT when the model folder has model.tflite (fast start, no "
                               "TensorFlow), else TensorFlow; tensorflow: the Keras weights (e.g. on a GPU).")
     ] = Runtime.auto,
+    on_harm: Annotated[
+        OnHarm, typer.Option(
+            metavar="<mode>",
+            help="Do no harm: after cleaning, what was removed is compared with the noise assumed (its level, its "
+                 "correlation with the output, structure left in it); when it does not look like noise: warn (a "
+                 "warning; the output is written), fallback (clean again with half the sigma, at most 3 times, else "
+                 "keep the input as it was), error (write nothing, exit 2). auto: fallback for CSV/TXT/NPY signals, "
+                 "warn for images and audio (cleaned in place, without a copy of the input to go back to)."),
+    ] = OnHarm.auto,
     axis: AxisOpt = None,
     seed: SeedOpt = None,
     format: FormatOpt = None,
@@ -588,7 +607,7 @@ def denoise(
     if not jobs:  # more shards than files: this one has nothing to do, which is not an error
         info(f"diffuse: note: --shard {shard} has no files (the list has fewer files than shards); "
              "nothing to do", quiet)
-    run = DenoiseRun(model, options, reference, format, bit_depth, force, axis, runtime.value)
+    run = DenoiseRun(model, options, reference, format, bit_depth, force, axis, runtime.value, on_harm.value)
     records, failures = run_jobs(jobs, run, single, quiet)
     if json_out:
         emit_json(records[0] if single else {"files": records, "failed": failures, "skipped": skipped},
@@ -609,6 +628,7 @@ class DenoiseRun:
     force: bool
     axis: int | None = None  # signals: the array axis that is time (--axis), for inputs and references
     runtime: str = "auto"  # --runtime: LiteRT or TensorFlow
+    on_harm: str = "auto"  # --on-harm: resolved per file (on_harm_for)
     models: dict = field(default_factory=dict)  # (model, note) by path, each loaded once
 
 
@@ -725,10 +745,15 @@ def denoise_one(src: str, dst: str, rel: str, run: DenoiseRun, progress: FilePro
     model, runtime_note = run.models[model_path]
     denoising.check_model_fits(model.config, media, model_path)
     progress.start_file(src)
+    on_harm = on_harm_for(run.on_harm, media.domain)
     # Without --reference the noisy samples are not needed afterwards: clean them in place (one full-size
-    # array for a large photo or recording instead of two).
-    cleaned, details = denoising.denoise_media(media, model, run.options, progress=progress.tiles,
-                                               in_place=not run.reference)
+    # array for a large photo or recording instead of two; the fallback keeps them to clean again).
+    cleaned, details = denoising.denoise_media(media, model, replace(run.options, on_harm=on_harm),
+                                               progress=progress.tiles, in_place=not run.reference)
+    check = details.get("check") or {}
+    if on_harm == "error" and not check.get("passed", True):
+        raise InputError(f"{'<stdin>' if src == '-' else src}: {check['message']}; nothing written "
+                         "(--on-harm error)")
     save_notes: list[str] = []
     written = io.save(cleaned, dst, fmt=run.fmt, bit_depth=run.bit_depth, force=run.force, inputs=[src],
                       notes=save_notes)
@@ -741,6 +766,14 @@ def denoise_one(src: str, dst: str, rel: str, run: DenoiseRun, progress: FilePro
     if clean is not None:
         record["metrics"] = score(media, cleaned, clean)
     return record
+
+
+def on_harm_for(choice: str, domain: str) -> str:
+    """``--on-harm`` for one file: ``auto`` falls back for signals (small, and their input is kept anyway)
+    and warns for images and audio (cleaned in place to bound memory)."""
+    if choice != "auto":
+        return choice
+    return "fallback" if domain == "signal" else "warn"
 
 
 def reference_for(reference: str, rel: str) -> str:
@@ -812,6 +845,10 @@ def report_file(record: dict, quiet: bool) -> None:
                  f"SI-SDR {metric_text(m['si_sdr_in'])} -> {metric_text(m['si_sdr_out'])} dB")
     info(line, quiet)
     show_notes(record["input"], record.get("notes") or [], quiet)
+    check = record.get("check") or {}
+    if not check.get("passed", True):
+        info(f"{'<stdin>' if record['input'] == '-' else record['input']}: warning: {one_line(check['message'])}",
+             quiet)
 
 
 def metric_text(value: float | None, spec: str = ".2f") -> str:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from diffuse_cli.config import ModelConfig
 
 ProgressFn = Callable[[int, int], None]  # (tiles done, tiles in all)
+# What to do when the removed part does not look like the assumed noise (diffuse_cli.residual_check):
+# warn (a note), fallback (shrink sigma and clean again, at last keep the input), error (the caller refuses).
+ON_HARM = ("warn", "fallback", "error")
 
 
 class DenoisingModel(Protocol):
@@ -80,6 +83,7 @@ class DenoiseOptions:
     batch: int = 8  # most tiles or chunks per network call (also capped by tiling.CALL_ELEMENTS)
     chunk: int = 16384  # 1D chunk length (samples); dense models use their fixed length
     chunk_overlap: int = 1024  # 1D chunk overlap (samples)
+    on_harm: str = "warn"  # one of ON_HARM
 
     def __post_init__(self) -> None:
         # Plain strings are accepted ("ddim"); an unknown one fails here with ValueError.
@@ -99,6 +103,8 @@ def validate_options(options: DenoiseOptions) -> None:
         raise InputError(f"--overlap {options.overlap}: must be >= 0 and smaller than --tile {options.tile}")
     if options.batch < 1:
         raise InputError(f"--batch {options.batch}: must be at least 1")
+    if options.on_harm not in ON_HARM:
+        raise InputError(f"--on-harm {options.on_harm}: use one of {', '.join(ON_HARM)}")
     if options.chunk < 16 or not 0 <= options.chunk_overlap < options.chunk:
         raise InputError(f"chunk {options.chunk} / overlap {options.chunk_overlap}: need chunk >= 16 and "
                          "0 <= overlap < chunk")

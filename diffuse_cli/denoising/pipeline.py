@@ -6,6 +6,7 @@ numpy only; the model is any :class:`~diffuse_cli.denoising.options.DenoisingMod
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from diffuse_cli.enums import Method, NoiseKind
 from diffuse_cli.fullband import denoise_high_band, split_bands
 from diffuse_cli.impulses import detect_impulses, fill_impulses, looks_salt_pepper
 from diffuse_cli.resample import noise_std_factor, resample
+from diffuse_cli.residual_check import CheckResult, ResidualSums, judge
 
 if TYPE_CHECKING:
     from diffuse_cli.io import Media
@@ -33,6 +35,7 @@ _CAVEATS = {  # estimate.signal_caveats -> the note a user sees
     "structure": "noise level estimated from the top of the band only (the series' own content fills the fine "
                  "detail): check it, or give --sigma",
 }
+_SHRINK_STEPS = 3  # the fallback halves a failing group's sigma at most this often, then keeps its input
 _COLOURED_MIN_SECONDS = 2.0  # audio shorter than this is taken as white noise (the noise spectrum needs pauses)
 OPPONENT_NAMES = ("luma", "red-blue", "magenta-green")  # the rows of colour.OPPONENT
 
@@ -53,10 +56,16 @@ def denoise_media(
     than the model's: see :class:`_Rates` and :func:`_clean_resampled`. Returns the cleaned Media (clipped
     to its value range, alpha untouched) and a report dict.
 
+    Do no harm: as the rows are finished, :mod:`diffuse_cli.residual_check` compares what was removed with
+    the noise assumed, per channel group; the report's ``check`` gives its verdict. With ``options.on_harm``
+    ``"fallback"`` a failing group is cleaned again with half its sigma, up to ``_SHRINK_STEPS`` times, and
+    keeps its input when none passes (:func:`_fall_back`).
+
     ``in_place``: write the cleaned samples over ``media.samples`` as the rows are finished (each row is
     written after the last tile that reads it), so a large file needs no second full-size array; for
     callers that do not use the noisy samples afterwards. Ignored where the output cannot share the
-    input's array (resampled audio, integer samples, a read-only array).
+    input's array (resampled audio, integer samples, a read-only array) and with the fallback, which
+    cleans again from the input.
     """
     validate_options(options)
     notes = check_model_fits(model.config, media)
@@ -83,17 +92,33 @@ def denoise_media(
     noise = _noise_levels(read, shape[:-1], _channel_groups(model, opponent, z.shape[-1]), unit, model, options,
                           value_range, rates.factor if rates else 1.0, media.domain, notes)
     for c, prepared in coloured.items():  # the white floor left after the coloured excess was removed
-        noise.sigmas[c] = float(prepared.sigma)
+        noise.sigmas[c] = noise.blind[c] = float(prepared.sigma)
     plan, untouched = _start_steps(noise, kind, model.schedule, notes)
-    if rates:
-        result = _clean_resampled(rates, z.shape[0], media, model, options, plan, progress)
-    else:
-        result = _output_array(x, z.shape, work, in_place)
+    data_range = value_range if media.domain == "image" else None
+    fallback = options.on_harm == "fallback"  # it cleans again from the input, so the input must be kept
+
+    def clean_with(plan: list[tuple[slice, float | None]], sums: ResidualSums,
+                   result: np.ndarray | None = None) -> np.ndarray:
+        if rates:
+            return _clean_resampled(rates, z.shape[0], media, model, options, plan, progress, sums)
+        result = np.empty(z.shape, dtype=work) if result is None else result
         sink = _writer(result, x, work, opponent, centre, unit, untouched, value_range)
-        data_range = value_range if media.domain == "image" else None
-        _clean(_reader(z, work, opponent), z.shape, plan, model, options, sink, progress, work, data_range)
+        model_input = _reader(z, work, opponent)
+        _clean(model_input, z.shape, plan, model, options, _checked(sink, model_input, sums), progress, work,
+               data_range)
+        return result
+
+    sums = ResidualSums(int(shape[-1]), int(model.rank))
+    first = None if rates else _output_array(x, z.shape, work, in_place and not fallback)
+    result = clean_with(plan, sums, first)
+    verdicts = _judge(plan, sums, noise, model.schedule)
+    harm = _Harm(verdicts)
+    if fallback and not harm.passed:
+        harm = _fall_back(harm, plan, noise, model.schedule, clean_with, int(shape[-1]), int(model.rank), result,
+                          x, opponent)
     result = result[:, 0] if media.samples.ndim == 1 else result
     report = _report(noise, plan, kind, impulses, options, model.schedule, notes, opponent)
+    report["check"] = harm.report(noise, opponent)
     if rates and rates.high is not None:
         report["energy_above_band"] = rates.share
     if coloured:
@@ -158,6 +183,7 @@ class _Noise:
     unit: np.ndarray  # file units per model unit, per channel (resampled audio: over _Rates.factor)
     estimated: bool
     axes: list[int]  # time or index columns: never changed
+    blind: list[float]  # the blind estimate of each group, model units (the sigmas themselves when estimated)
 
 
 def _clean(read: Reader, shape: tuple[int, ...], plan: list[tuple[slice, float | None]], model: DenoisingModel,
@@ -172,6 +198,142 @@ def _clean(read: Reader, shape: tuple[int, ...], plan: list[tuple[slice, float |
     clean = functools.partial(reverse_from_observation, model, method=options.method, steps=options.steps,
                               rng=noise, data_range=data_range)
     stream_tiles(read, shape[-1], plan, tiling, clean, sink, tiles_per_call(tiling, options.batch), progress, work)
+
+
+def _checked(sink: Sink, model_input: Reader, sums: ResidualSums | None) -> Sink:
+    """``sink``, after adding each band of (input, output) rows in model units to the do-no-harm check's
+    ``sums`` (the input rows are read before ``sink`` may write over them)."""
+    if sums is None:
+        return sink
+
+    def checked(a: int, rows: np.ndarray) -> None:
+        sums.add(model_input(a, a + rows.shape[0]), rows)
+        sink(a, rows)
+
+    return checked
+
+
+def _judge(plan: list[tuple[slice, float | None]], sums: ResidualSums, noise: _Noise, schedule: sch.Schedule,
+           only: set[int] | None = None) -> dict[int, CheckResult]:
+    """The check's verdict (:func:`diffuse_cli.residual_check.judge`) for each channel group the model
+    cleaned, by its index in ``plan`` (``only``: these groups), with the sigma its t* stands for."""
+    verdicts = {}
+    for i, (g, t) in enumerate(plan):
+        if t is not None and (only is None or i in only):
+            verdicts[i] = judge(sums.group(g), float(schedule.t_to_sigma(t)), noise.blind[i])
+    return verdicts
+
+
+@dataclass
+class _Harm:
+    """The check of a run: the verdict of each cleaned channel group and, after a fallback, the sigma each
+    failing group was finally cleaned with (model units; None: its input was kept)."""
+
+    verdicts: dict[int, CheckResult]
+    fallback: dict[int, float | None] | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts.values())
+
+    def report(self, noise: _Noise, opponent: bool) -> dict:
+        """``check`` for ``--json``: ``passed`` and the numbers of the first failing channel group (else of
+        the first cleaned one), what was done (``action``: none, warn, fallback; after a fallback the sigma
+        it used, file units, or ``kept_input``) and a one-line ``message`` when it failed; with several
+        groups, ``channel`` names the one shown and ``per_channel`` lists them all."""
+        if not self.verdicts:
+            return {"passed": True, "action": "none", "message": None}
+        entries = {i: self._entry(i, noise) for i in self.verdicts}
+        failing = [i for i, v in self.verdicts.items() if not v.passed]
+        shown = failing[0] if failing else min(self.verdicts)
+        info: dict = {"passed": not failing, **entries[shown]}
+        if len(noise.groups) > 1:
+            info["channel"] = _channel_name(shown, opponent)
+        if len(entries) > 1:
+            info["per_channel"] = [{"channel": _channel_name(i, opponent), **e} for i, e in entries.items()]
+        info["action"] = "none" if not failing else ("fallback" if self.fallback is not None else "warn")
+        info["message"] = self._message(noise, failing, opponent) if failing else None
+        return info
+
+    def _entry(self, i: int, noise: _Noise) -> dict:
+        entry = {k: v for k, v in self.verdicts[i].report().items() if k != "passed"}
+        entry["passed"] = self.verdicts[i].passed
+        if self.fallback is not None and i in self.fallback:
+            s = self.fallback[i]
+            scale = _group_unit(noise.unit, noise.groups[i], noise.axes)
+            entry["fallback_sigma"] = None if s is None else float(f"{s * scale:.6g}")
+            entry["kept_input"] = s is None
+        return entry
+
+    def _message(self, noise: _Noise, failing: list[int], opponent: bool) -> str:
+        """Why each failing group failed, and what was done: one line."""
+        parts = []
+        for i in failing:
+            v, scale = self.verdicts[i], _group_unit(noise.unit, noise.groups[i], noise.axes)
+            why = {"noise level": f"the input shows noise of only about {noise.blind[i] * scale:.3g}",
+                   "anti-correlated": f"the output opposes what was removed (correlation "
+                                      f"{v.output_correlation:+.2f})",
+                   "structure": f"what was removed follows the signal's edges and bursts (correlation "
+                                f"{v.structure_correlation:.2f})"}
+            where = f"{_channel_name(i, opponent)}: " if len(noise.groups) > 1 else ""
+            sigma = noise.sigmas[i] * scale
+            text = f"{where}sigma {sigma:.4g} removed more than noise (" + "; ".join(why[r] for r in v.reasons) + ")"
+            if self.fallback is None:
+                text += "; give a smaller --sigma, or --on-harm fallback"
+            elif self.fallback.get(i) is None:
+                text += f"; kept the input as it was (sigma {sigma / 2 ** _SHRINK_STEPS:.3g} failed too)"
+            else:
+                text += f"; cleaned again with sigma {self.fallback[i] * scale:.4g}"
+            parts.append(text)
+        return "do no harm: " + " | ".join(parts)
+
+
+def _channel_name(i: int, opponent: bool) -> str:
+    """A channel group as the report names it: its index, or its opponent channel's name."""
+    return OPPONENT_NAMES[i] if opponent else f"channel {i}"
+
+
+def _fall_back(harm: _Harm, plan: list[tuple[slice, float | None]], noise: _Noise, schedule: sch.Schedule,
+               clean_with: Callable[..., np.ndarray], channels: int, rank: int, result: np.ndarray, x: np.ndarray,
+               opponent: bool) -> _Harm:
+    """Clean each failing channel group again with half its sigma, up to ``_SHRINK_STEPS`` times, until the
+    check passes; a group that never passes keeps its input. The other groups keep their output.
+    Writes into ``result`` (file units); ``x`` is the input, unchanged. Returns the check with the
+    fallback's sigmas."""
+    final = {i: t for i, (_, t) in enumerate(plan)}  # each group's t* in the end (None: its input kept)
+    sigma = {i: float(schedule.t_to_sigma(plan[i][1])) for i, v in harm.verdicts.items() if not v.passed}
+    failing, chosen = set(sigma), {}
+    again, again_plan = None, None
+    for _ in range(_SHRINK_STEPS):
+        trial = {}
+        for i in sorted(failing):
+            sigma[i] /= 2
+            t = t_star(schedule, sigma[i])
+            trial[i] = t if t > _NO_NOISE_T else None
+        # A gray model on a colour image: every opponent channel makes every RGB channel, so all groups run.
+        again_plan = [(g, trial[i] if i in trial else (final[i] if opponent else None))
+                      for i, (g, _) in enumerate(plan)]
+        sums = ResidualSums(channels, rank)
+        again = clean_with(again_plan, sums)
+        verdicts = _judge(again_plan, sums, noise, schedule, only=failing)
+        passed = {i for i in failing if trial[i] is not None and verdicts[i].passed}
+        for i in passed:
+            final[i], chosen[i] = trial[i], sigma[i]
+            if not opponent:
+                result[..., plan[i][0]] = again[..., plan[i][0]]
+        failing -= passed
+        if not failing:
+            break
+    for i in failing:
+        final[i], chosen[i] = None, None
+        if not opponent:
+            result[..., plan[i][0]] = x[..., plan[i][0]]
+    if opponent:
+        final_plan = [(g, final[i]) for i, (g, _) in enumerate(plan)]
+        if final_plan != again_plan:
+            again = clean_with(final_plan, ResidualSums(channels, rank))
+        result[...] = again
+    return _Harm(harm.verdicts, chosen)
 
 
 @dataclass
@@ -209,17 +371,20 @@ class _Rates:
 
 
 def _clean_resampled(rates: _Rates, length: int, media: Media, model: DenoisingModel, options: DenoiseOptions,
-                     plan: list[tuple[slice, float | None]], progress: ProgressFn | None) -> np.ndarray:
+                     plan: list[tuple[slice, float | None]], progress: ProgressFn | None,
+                     sums: ResidualSums | None = None) -> np.ndarray:
     """The model cleans the audio at its own rate, then it goes back to the file's rate (``length`` samples).
     The part above the model's band is added back, in the channels the model cleans cleaned by
     :func:`diffuse_cli.fullband.denoise_high_band` (a per-frequency Wiener gain from that band's own noise
-    estimate), in the others as it was. Clipped to the value range."""
+    estimate), in the others as it was. Clipped to the value range. ``sums`` gathers the do-no-harm check's
+    sums at the model's rate."""
     out = np.empty(rates.low.shape, dtype=np.float64)
 
     def sink(a: int, rows: np.ndarray) -> None:
         out[a : a + rows.shape[0]] = rows
 
-    _clean(lambda a, b: rates.low[a:b], rates.low.shape, plan, model, options, sink, progress, np.float64, None)
+    low = lambda a, b: rates.low[a:b]  # noqa: E731
+    _clean(low, rates.low.shape, plan, model, options, _checked(sink, low, sums), progress, np.float64, None)
     result = resample(out, rates.model_rate, rates.rate, length=length)
     if rates.high is not None:
         for g, t_start in plan:  # a channel the model leaves alone keeps its high band as it was
@@ -302,22 +467,43 @@ def _noise_levels(read: Reader, shape: tuple[int, ...], groups: list[slice], uni
                   rate_factor: float = 1.0, domain: str | None = None, notes: list[str] | None = None) -> _Noise:
     """Noise per channel group in model units at the model's rate: the given ``--sigma`` (file units, at
     the file's rate) times ``rate_factor / unit``, checked; or estimated on what ``read`` gives (for
-    resampled audio, :meth:`_Rates.estimate_from`). Time or index columns of 1D data get 0 in either case."""
+    resampled audio, :meth:`_Rates.estimate_from`). Time or index columns of 1D data get 0 in either case.
+    The blind estimate is made with a given sigma too: the do-no-harm check compares the two."""
     rank, channels = int(model.rank), unit.shape[0]
-    pieces = estimation_pieces(read, shape, rank) if options.sigma is None or (rank == 1 and channels > 1) else None
-    axes = axis_channels(pieces) if rank == 1 and pieces is not None else []
+    # 1D: the blind estimate is the noise level, or with --sigma the do-no-harm check's reference.
+    pieces = estimation_pieces(read, shape, rank) if options.sigma is None or rank == 1 else None
+    axes = axis_channels(pieces) if rank == 1 and (options.sigma is None or channels > 1) else []
     if options.sigma is None:
         if domain == "signal" and notes is not None:
             notes.extend(_CAVEATS[c] for c in dict.fromkeys(signal_caveats(pieces, groups)) if c)
         sigmas = group_sigmas(pieces, groups, rank, value_range, domain=domain)
-        return _Noise(groups, sigmas, unit / rate_factor, True, axes)
+        return _Noise(groups, sigmas, unit / rate_factor, True, axes, list(sigmas))
+    reference = pieces if pieces is not None else _reference_crops(read, shape)
+    blind = group_sigmas(reference, groups, rank, value_range, domain=domain)
     sigmas = []
     for g in groups:
         s = rate_factor * float(options.sigma) / _group_unit(unit, g, axes)
         check_sigma_model(s, model.schedule, f"--sigma {options.sigma}")
         only_axes = all(c in axes for c in range(*g.indices(channels)))
         sigmas.append(0.0 if only_axes else s)
-    return _Noise(groups, sigmas, unit / rate_factor, False, axes)
+    return _Noise(groups, sigmas, unit / rate_factor, False, axes, blind)
+
+
+def _reference_crops(read: Reader, shape: tuple[int, ...], side: int = 64, grid: int = 3) -> np.ndarray:
+    """The do-no-harm check's reference for an image cleaned with a given sigma: ``grid x grid`` crops of
+    ``side`` pixels spread evenly over it (N, side, side, C), or the whole image when it is smaller. The
+    blind estimate on them only has to tell whether the image holds half the noise assumed, and costs a
+    small fraction of the full estimate's time."""
+    h, w = shape
+    if h * w <= grid * grid * side * side:
+        return np.asarray(read(0, h), dtype=np.float64)[None]
+    ch, cw = min(side, h), min(side, w)
+    crops = []
+    for top in np.linspace(0, h - ch, grid).round().astype(int):
+        band = read(top, top + ch)
+        crops.extend(np.array(band[:, left : left + cw], dtype=np.float64)
+                     for left in np.linspace(0, w - cw, grid).round().astype(int))
+    return np.stack(crops)
 
 
 def _group_unit(unit: np.ndarray, group: slice, axes: list[int]) -> float:
