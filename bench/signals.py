@@ -14,10 +14,12 @@ Protocol:
 - Baselines: wavelet BayesShrink (scikit-image, sym8, soft, blind: sigma estimated); Savitzky-Golay
   (scipy) and total variation (scikit-image Chambolle), each with the parameter that gives the best
   output SNR against the clean series (an oracle choice, per series and noise level).
-- Ours: ``--model`` (blind, as the CLI runs by default, and with the true sigma) and the
-  ``--reference-model`` (default: the bundled speech model, blind), in-process through the package's
-  denoise_media on the runtime the CLI picks (LiteRT when the folder has a model.tflite, else
-  TensorFlow), or through ``diffuse denoise --model DIR`` with ``--cli``.
+- Ours: ``--model`` (blind, and with the true sigma) and the ``--reference-model`` (default: the bundled
+  speech model, blind), in-process through the package's denoise_media on the runtime the CLI picks
+  (LiteRT when the folder has a model.tflite, else TensorFlow), or through ``diffuse denoise --model DIR``
+  with ``--cli``. These rows only warn when the do-no-harm check fails (``--on-harm warn``); the row
+  "with the check" is the blind run as ``diffuse denoise`` makes it for a signal by default
+  (``--on-harm fallback``: cleaned again with a smaller sigma, or the input kept, where the check fails).
 - Speed: samples per second of the in-process blind run over a 2^20-sample series (best of 2, after a
   warm-up call), wall-clock and per CPU second, next to the machine's load average, and relative to the
   reference model run interleaved on the same series (a ratio that holds when the cores are shared).
@@ -271,8 +273,9 @@ class Ours:
             self.runtime = str(getattr(self.model, "runtime", "tensorflow"))
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-signals-")
 
-    def __call__(self, y: np.ndarray, sigma: float | None = None) -> tuple[np.ndarray, float, dict]:
-        """Cleaned series, seconds, and the engine's report (sigma, notes)."""
+    def __call__(self, y: np.ndarray, sigma: float | None = None,
+                 on_harm: str = "warn") -> tuple[np.ndarray, float, dict]:
+        """Cleaned series, seconds, and the engine's report (sigma, notes, the do-no-harm check)."""
         path = os.path.join(self.tmp.name, "noisy.npy")
         np.save(path, y)
         if self.use_cli:
@@ -281,6 +284,7 @@ class Ours:
                    self.model_dir, "--force", "--json", "--quiet"]
             if sigma is not None:
                 cmd += ["--sigma", repr(float(sigma))]
+            cmd += ["--on-harm", on_harm]
             t0 = time.perf_counter()
             run = subprocess.run(cmd, capture_output=True, text=True)
             seconds = time.perf_counter() - t0
@@ -293,7 +297,7 @@ class Ours:
             return np.load(out_path).astype(np.float64), seconds, info
         engine = _engine()
         media = dio.load(path)
-        opts = engine.DenoiseOptions(sigma=sigma)
+        opts = engine.DenoiseOptions(sigma=sigma, on_harm=on_harm)
         t0 = time.perf_counter()
         cleaned, info = engine.denoise_media(media, self.model, opts)
         seconds = time.perf_counter() - t0
@@ -332,7 +336,7 @@ def speed(ours: Ours, reference: Ours | None, rng: np.random.Generator) -> dict:
 # ------------------------------------------------------------------------------------ the run
 
 
-METHODS = ("noisy", "wavelet", "savgol", "tv", "ours", "ours-known", "reference")
+METHODS = ("noisy", "wavelet", "savgol", "tv", "ours", "ours-check", "ours-known", "reference")
 LABELS = {
     "noisy": "noisy input",
     "wavelet": "wavelet BayesShrink (sym8, blind)",
@@ -340,6 +344,7 @@ LABELS = {
     "tv": "TV Chambolle (oracle weight)",
     "best-classical": "best of the three per series",
     "ours": "ours (signal model, σ estimated)",
+    "ours-check": "ours (signal model, σ estimated, with the check)",
     "ours-known": "ours (signal model, σ known)",
     "reference": "speech-16k (bundled, σ estimated)",
 }
@@ -365,8 +370,11 @@ def run(args: argparse.Namespace) -> dict:
             row["ours"] = score(x, out)
             row["ours_sigma_estimated"] = info.get("sigma")
             row["ours_notes"] = info.get("notes", [])
-            out, _, _ = ours(y, sigma)
+            row["ours_check"] = _check_summary(info)
+            row["ours-check"] = row["ours"] if row["ours_check"]["passed"] else score(x, ours(y, None, "fallback")[0])
+            out, _, info = ours(y, sigma)
             row["ours-known"] = score(x, out)
+            row["ours_known_check"] = _check_summary(info)
             if reference is not None:
                 out, _, _ = reference(y)
                 row["reference"] = score(x, out)
@@ -381,7 +389,8 @@ def run(args: argparse.Namespace) -> dict:
         x, y = _sensor("sensor.csv"), _sensor("sensor-noisy.csv")
         shipped = {"series": "sample_data/sensor-noisy.csv (as shipped)", "noisy": score(x, y),
                    "wavelet": score(x, wavelet_blind(y)), "savgol": score(x, savgol_oracle(y, x)[0]),
-                   "tv": score(x, tv_oracle(y, x, float(np.std(y - x)))[0]), "ours": score(x, ours(y)[0])}
+                   "tv": score(x, tv_oracle(y, x, float(np.std(y - x)))[0]), "ours": score(x, ours(y)[0]),
+                   "ours-check": score(x, ours(y, None, "fallback")[0])}
         if reference is not None:
             shipped["reference"] = score(x, reference(y)[0])
     perf = None if args.no_speed or args.cli else speed(ours, reference, np.random.default_rng(0))
@@ -403,6 +412,12 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def _check_summary(info: dict) -> dict:
+    """The do-no-harm check of one run: passed, and why not (an engine without the check: passed)."""
+    check = info.get("check") or {}
+    return {"passed": bool(check.get("passed", True)), "reasons": check.get("reasons", [])}
+
+
 def _mean(rows: list[dict], key: str, snr: int) -> float:
     values = [r[key] for r in rows if r["snr_in"] == snr and key in r]
     return float(np.mean(values)) if values else float("nan")
@@ -410,8 +425,8 @@ def _mean(rows: list[dict], key: str, snr: int) -> float:
 
 def markdown(report: dict) -> str:
     rows = report["rows"]
-    methods = [m for m in ("noisy", "wavelet", "savgol", "tv", "best-classical", "ours", "ours-known", "reference")
-               if any(m in r for r in rows)]
+    methods = [m for m in ("noisy", "wavelet", "savgol", "tv", "best-classical", "ours", "ours-check", "ours-known",
+                           "reference") if any(m in r for r in rows)]
     lines = [f"Command: `{report['command']}`  ", f"Model: `{report['model']}` ({report['via']}, "
              f"{report.get('runtime', '?')}); "
              f"machine: {report['machine']}; total run {report['seconds']} s.", ""]
@@ -423,7 +438,7 @@ def markdown(report: dict) -> str:
     lines += ["", "### Targets", "", "| comparison | " + " | ".join(f"{snr} dB" for snr in SNRS) + " |",
               "|---|" + "---|" * len(SNRS)]
     best_mean = {snr: max(_mean(rows, m, snr) for m in ("wavelet", "savgol", "tv")) for snr in SNRS}
-    for key in ("ours", "ours-known"):
+    for key in [k for k in ("ours", "ours-check", "ours-known") if k in methods]:
         lines.append(f"| {LABELS[key]} − best classical mean | "
                      + " | ".join(f"{_mean(rows, key, snr) - best_mean[snr]:+.2f}" for snr in SNRS) + " |")
         lines.append(f"| {LABELS[key]}: series below the noisy input | " + " | ".join(
@@ -431,6 +446,13 @@ def markdown(report: dict) -> str:
         lines.append(f"| {LABELS[key]}: series below the per-series best classical | " + " | ".join(
             str(sum(1 for r in rows if r["snr_in"] == snr and r[key] < r["best-classical"])) for snr in SNRS)
             + f" (of {len(rows) // len(SNRS)}) |")
+    fired = [f"{r['series']} {r['snr_in']} dB" for r in rows if not r.get("ours_check", {"passed": True})["passed"]]
+    fired_known = [f"{r['series']} {r['snr_in']} dB" for r in rows
+                   if not r.get("ours_known_check", {"passed": True})["passed"]]
+    if any("ours_check" in r for r in rows):
+        lines += ["", f"Do-no-harm check (bench/harm.md): failed on {len(fired)} of {len(rows)} blind runs"
+                  + (f" ({', '.join(fired)})" if fired else "") + f", on {len(fired_known)} of {len(rows)} with σ known"
+                  + (f" ({', '.join(fired_known)})" if fired_known else "") + "."]
     if report.get("speed"):
         sp = report["speed"]
         lines += ["", f"Speed (in-process, blind, {sp['samples']} samples): {sp['samples_per_s'] / 1e6:.2f} M "
@@ -446,7 +468,7 @@ def markdown(report: dict) -> str:
                      + " | ".join(f"{r[m]:.2f}" if m in r else "–" for m in methods if m != "noisy") + " |")
     if report.get("shipped_sensor"):
         sh = report["shipped_sensor"]
-        keys = [k for k in ("noisy", "wavelet", "savgol", "tv", "ours", "reference") if k in sh]
+        keys = [k for k in ("noisy", "wavelet", "savgol", "tv", "ours", "ours-check", "reference") if k in sh]
         lines += ["", "### sample_data/sensor-noisy.csv as shipped (SNR dB)", "",
                   "| " + " | ".join(LABELS[k] for k in keys) + " |", "|" + "---|" * len(keys),
                   "| " + " | ".join(f"{sh[k]:.2f}" for k in keys) + " |"]
