@@ -84,6 +84,9 @@ class DenoiseOptions:
     chunk: int = 16384  # 1D chunk length (samples); dense models use their fixed length
     chunk_overlap: int = 1024  # 1D chunk overlap (samples)
     on_harm: str = "warn"  # one of ON_HARM
+    # one-step with a given sigma: apply the model's measured sigma_calibration (diffuse_cli.calibration);
+    # off only to measure that calibration (scripts/calibrate_sigma.py)
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         # Plain strings are accepted ("ddim"); an unknown one fails here with ValueError.

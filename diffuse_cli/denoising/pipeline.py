@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from diffuse_cli import schedule as sch
+from diffuse_cli.calibration import sigma_scale
 from diffuse_cli.colour import OPPONENT_NOISE_GAIN, from_opponent, to_opponent
 from diffuse_cli.denoising.estimate import axis_channels, estimation_pieces, group_sigmas, signal_caveats
 from diffuse_cli.denoising.fit import check_model_fits, check_sigma_model, needs_resampling, uses_opponent
@@ -93,7 +94,9 @@ def denoise_media(
                           value_range, rates.factor if rates else 1.0, media.domain, notes)
     for c, prepared in coloured.items():  # the white floor left after the coloured excess was removed
         noise.sigmas[c] = noise.blind[c] = float(prepared.sigma)
-    plan, untouched = _start_steps(noise, kind, model.schedule, notes)
+    calibrated = options.calibrate and options.method == Method.onestep and not noise.estimated
+    plan, untouched = _start_steps(noise, kind, model.schedule, notes,
+                                   model.config.sigma_calibration if calibrated else ())
     data_range = value_range if media.domain == "image" else None
     fallback = options.on_harm == "fallback"  # it cleans again from the input, so the input must be kept
 
@@ -514,9 +517,14 @@ def _group_unit(unit: np.ndarray, group: slice, axes: list[int]) -> float:
     return float(np.sqrt(np.mean(unit[channels] ** 2)))
 
 
-def _start_steps(noise: _Noise, kind: NoiseKind, schedule: sch.Schedule,
-                 notes: list[str]) -> tuple[list[tuple[slice, float | None]], list[slice]]:
+def _start_steps(noise: _Noise, kind: NoiseKind, schedule: sch.Schedule, notes: list[str],
+                 calibration: tuple[tuple[float, float], ...] = ()) -> tuple[list[tuple[slice, float | None]],
+                                                                              list[slice]]:
     """t* per channel group (None: passed through), and the channels left exactly as they were.
+
+    ``calibration``: the model's measured ``sigma_calibration`` for a given sigma (one-step): t* is taken
+    for ``sigma_scale(calibration, s) * s`` (:mod:`diffuse_cli.calibration`). The do-no-harm check keeps
+    judging against ``s`` itself.
 
     An estimate beyond the schedule is capped at its largest noise (with a note); after a salt-and-pepper
     fill, an estimate below ``_SIGMA_FLOOR`` is quantisation, not noise, and the filled values are kept.
@@ -530,7 +538,7 @@ def _start_steps(noise: _Noise, kind: NoiseKind, schedule: sch.Schedule,
             notes.append(f"estimated noise {s:.3g} exceeds the model's range; capped at {top:.3g}")
             s = top
         skip = kind == NoiseKind.salt_pepper and noise.estimated and s < _SIGMA_FLOOR
-        t_start = t_star(schedule, s) if s > 0 and not skip else 0.0
+        t_start = t_star(schedule, s * sigma_scale(calibration, s)) if s > 0 and not skip else 0.0
         if t_start > _NO_NOISE_T:
             plan.append((g, t_start))
             continue
