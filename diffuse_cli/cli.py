@@ -135,9 +135,11 @@ def emit_json(record: object, data_on_stdout: bool) -> None:
 def noise(
     input: Annotated[str, typer.Argument(help="Image, audio or signal file, or '-' for stdin.")],
     output: OutputOpt,
-    kind: Annotated[str, typer.Option(help="gaussian, salt-pepper or diffusion.")] = "gaussian",
+    kind: Annotated[str, typer.Option(help="gaussian, salt-pepper, poisson (camera photon noise, images) or "
+                                      "diffusion.")] = "gaussian",
     sigma: Annotated[
-        float | None, typer.Option(help="Gaussian std in the file's units (0-255 for 8-bit images).")
+        float | None, typer.Option(help="Gaussian std in the file's units (0-255 for 8-bit images); with "
+                                   "--kind poisson the Gaussian read noise added to it.")
     ] = None,
     snr: Annotated[
         float | None,
@@ -147,6 +149,8 @@ def noise(
     ] = None,
     amount: Annotated[float, typer.Option(help="Salt-and-pepper: fraction of pixels/samples hit.")] = 0.05,
     salt_ratio: Annotated[float, typer.Option(help="Salt-and-pepper: fraction of hits set to the maximum.")] = 0.5,
+    peak: Annotated[float | None, typer.Option(help="Poisson: photon count at full scale (fewer is noisier, "
+                                               "e.g. 30: gain 255/30 for 8-bit).")] = None,
     step: Annotated[float | None, typer.Option(help="Diffusion: step t of q(x_t|x_0) (real values allowed).")] = None,
     schedule: Annotated[str, typer.Option(help="Diffusion: linear or cosine betas.")] = "linear",
     timesteps: Annotated[int, typer.Option(help="Diffusion: number of steps T.")] = 1000,
@@ -158,12 +162,12 @@ def noise(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Add Gaussian, salt-and-pepper or forward-diffusion noise to a file, reproducibly with --seed."""
+    """Add Gaussian, salt-and-pepper, Poisson or forward-diffusion noise to a file, reproducibly with --seed."""
     from diffuse_cli import io, metrics
     from diffuse_cli.noise import NoiseOptions, noise_media, validate_options
 
-    opts = NoiseOptions(kind=kind, sigma=sigma, snr=snr, amount=amount, salt_ratio=salt_ratio, step=step,
-                        schedule=schedule, timesteps=timesteps, seed=seed)
+    opts = NoiseOptions(kind=kind, sigma=sigma, snr=snr, amount=amount, salt_ratio=salt_ratio, peak=peak,
+                        step=step, schedule=schedule, timesteps=timesteps, seed=seed)
     validate_options(opts)  # before reading stdin, so option errors come first
     check_bit_depth(bit_depth)
     io.check_axis(axis)
@@ -531,7 +535,8 @@ def denoise(
         str | None, typer.Option(help="Trained model directory (default: the bundled model for the data).")
     ] = None,
     sigma: Annotated[
-        float | None, typer.Option(help="Noise std in the file's units (0-255 for 8-bit); default: estimated.")
+        float | None, typer.Option(help="Noise std in the file's units (0-255 for 8-bit); default: estimated. "
+                                   "With --noise-kind poisson: the Gaussian read noise (0 allowed).")
     ] = None,
     method: Annotated[
         Method, typer.Option(help="Reverse process: onestep is the fastest, one step to the posterior-mean "
@@ -541,8 +546,14 @@ def denoise(
     steps: Annotated[int, typer.Option(help="Reverse steps for ddim/ddpm.")] = 10,
     noise_kind: Annotated[
         NoiseKind, typer.Option(metavar="<kind>", help="Noise to remove: gaussian, salt-pepper (impulses are "
-                                "filled first) or auto (decides per file).")
+                                "filled first), poisson (camera photon noise, images: through the Anscombe "
+                                "transform; --method ddim helps in very low light) or auto (gaussian or "
+                                "salt-pepper, decided per file).")
     ] = NoiseKind.gaussian,
+    gain: Annotated[
+        float | None, typer.Option(help="--noise-kind poisson: file units per photon count (255/peak for "
+                                   "8-bit); default: estimated.")
+    ] = None,
     tile: Annotated[int, typer.Option(help="Image tile side (pixels); memory stays bounded.")] = 512,
     overlap: Annotated[int, typer.Option(help="Tile overlap (pixels), blended with a smooth window.")] = 32,
     batch: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
@@ -594,7 +605,7 @@ def denoise(
 
     io.check_axis(axis)
     options = denoising.DenoiseOptions(sigma=sigma, method=method, steps=steps, noise_kind=noise_kind, seed=seed,
-                                       tile=tile, overlap=overlap, batch=batch)
+                                       tile=tile, overlap=overlap, batch=batch, gain=gain)
     denoising.validate_options(options)
     jobs = plan_jobs(inputs, output, shard, format)
     single = len(jobs) == 1 and not Path(output).is_dir() and not any(io.is_collection(a) for a in inputs)
@@ -834,7 +845,11 @@ def report_file(record: dict, quiet: bool) -> None:
     sigma = record.get("sigma")
     how = "estimated" if record.get("sigma_estimated") else "given"
     line = f"{record['input']} -> {record['output']}: sigma {sigma:.4g} ({how}), {record.get('method')}"
-    if record.get("noise_kind_used") and record.get("noise_kind_used") != "gaussian":
+    if record.get("noise_kind_used") == "poisson":
+        how = "estimated" if record.get("gain_estimated") else "given"
+        line = (f"{record['input']} -> {record['output']}: Poisson gain {record['gain']:.4g} ({how}), read noise "
+                f"{sigma:.4g}, {record.get('method')}")
+    elif record.get("noise_kind_used") and record.get("noise_kind_used") != "gaussian":
         line += f", {record['noise_kind_used']} ({record.get('impulses', 0)} impulses filled)"
     m = record.get("metrics")
     if m and "psnr_in" in m:

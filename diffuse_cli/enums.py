@@ -19,10 +19,12 @@ class Method(str, Enum):
 
 
 class NoiseKind(str, Enum):
-    """What noise ``denoise`` removes: Gaussian, salt-and-pepper (impulses filled first), or detect which."""
+    """What noise ``denoise`` removes: Gaussian, salt-and-pepper (impulses filled first), Poisson-Gaussian camera
+    noise (through the Anscombe transform), or detect which of the first two."""
 
     gaussian = "gaussian"
     salt_pepper = "salt-pepper"
+    poisson = "poisson"
     auto = "auto"
 
 

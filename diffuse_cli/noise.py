@@ -1,4 +1,4 @@
-"""Noise models: Gaussian (sigma or target SNR), salt-and-pepper, and forward diffusion q(x_t | x_0).
+"""Noise models: Gaussian (sigma or target SNR), salt-and-pepper, Poisson (camera) and forward diffusion q(x_t | x_0).
 
 numpy only. The array functions work in model units; :func:`noise_media` takes a user's
 options in the file's own units (design §1) and converts them once, here at the edge.
@@ -14,7 +14,7 @@ from diffuse_cli import metrics
 from diffuse_cli.errors import InputError
 from diffuse_cli.schedule import Schedule, q_sample
 
-KINDS = ("gaussian", "salt-pepper", "diffusion")
+KINDS = ("gaussian", "salt-pepper", "poisson", "diffusion")
 
 
 def add_noise(data: np.ndarray, noise_scale: float = 0.1, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -97,6 +97,7 @@ class NoiseOptions:
     snr: float | None = None
     amount: float = 0.05
     salt_ratio: float = 0.5
+    peak: float | None = None  # poisson: photon count at the top of the range
     step: float | None = None
     schedule: str = "linear"
     timesteps: int = 1000
@@ -119,6 +120,15 @@ def validate_options(opts: NoiseOptions) -> None:
             raise InputError(f"--amount {opts.amount}: must be a fraction between 0 and 1")
         if not 0 <= opts.salt_ratio <= 1:
             raise InputError(f"--salt-ratio {opts.salt_ratio}: must be between 0 and 1")
+    if opts.kind == "poisson":
+        if opts.peak is None or not (np.isfinite(opts.peak) and opts.peak > 0):
+            raise InputError("--kind poisson needs --peak, the photon count at full scale (> 0; fewer is "
+                             "noisier, e.g. 30)")
+        if opts.snr is not None:
+            raise InputError("--snr is for --kind gaussian; --kind poisson takes --peak (and --sigma for read "
+                             "noise)")
+        if opts.sigma is not None and not (np.isfinite(opts.sigma) and opts.sigma >= 0):
+            raise InputError(f"--sigma {opts.sigma}: must be a finite number >= 0 (the read noise)")
     if opts.kind == "diffusion":
         if opts.timesteps < 2 or opts.timesteps > 100_000:
             raise InputError(f"--timesteps {opts.timesteps}: must be between 2 and 100000")
@@ -200,6 +210,14 @@ def noise_media(media, opts: NoiseOptions):
         noisy, mask = add_salt_pepper(x, opts.amount, opts.salt_ratio, low, high, rng)
         report["amount"] = float(mask.mean())
         report["salt_ratio"] = opts.salt_ratio
+    elif opts.kind == "poisson":
+        if media.domain != "image":
+            raise InputError(f"{media.source}: --kind poisson is photon noise for images; use --kind gaussian "
+                             f"for {media.domain}")
+        top = 2.0 * media.scale  # the file's 0..top range
+        read = float(opts.sigma or 0.0)
+        noisy = add_poisson((x + 1.0) * media.scale, opts.peak, top, rng, sigma=read) / media.scale - 1.0
+        report.update(peak=opts.peak, gain=top / opts.peak, sigma=read)
     else:
         schedule = Schedule.create(opts.schedule, opts.timesteps)
         if media.domain == "signal":

@@ -87,6 +87,7 @@ class DenoiseOptions:
     # one-step with a given sigma: apply the model's measured sigma_calibration (diffuse_cli.calibration);
     # off only to measure that calibration (scripts/calibrate_sigma.py)
     calibrate: bool = True
+    gain: float | None = None  # noise_kind poisson: file units per photon count; None = estimated
 
     def __post_init__(self) -> None:
         # Plain strings are accepted ("ddim"); an unknown one fails here with ValueError.
@@ -98,8 +99,16 @@ def validate_options(options: DenoiseOptions) -> None:
     """One-line InputError for option values that cannot work (the choices are checked by their Enums)."""
     if options.steps < 1:
         raise InputError(f"--steps {options.steps}: must be at least 1")
-    if options.sigma is not None and not (math.isfinite(options.sigma) and options.sigma > 0):
-        raise InputError(f"--sigma {options.sigma}: must be a positive number in the file's units (e.g. 25)")
+    poisson = options.noise_kind == NoiseKind.poisson
+    if options.sigma is not None and not (math.isfinite(options.sigma) and (options.sigma > 0 or
+                                                                            poisson and options.sigma == 0)):
+        raise InputError(f"--sigma {options.sigma}: must be a positive number in the file's units (e.g. 25)"
+                         + ("; with --noise-kind poisson it is the read noise, 0 allowed" if poisson else ""))
+    if options.gain is not None and not poisson:
+        raise InputError("--gain is for --noise-kind poisson (camera noise); drop it or add --noise-kind poisson")
+    if options.gain is not None and not (math.isfinite(options.gain) and options.gain > 0):
+        raise InputError(f"--gain {options.gain}: must be a positive number of file units per photon count "
+                         "(255/peak for 8-bit)")
     if options.tile < 8:
         raise InputError(f"--tile {options.tile}: must be at least 8 pixels")
     if options.overlap < 0 or options.overlap >= options.tile:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,7 +15,7 @@ import numpy as np
 from diffuse_cli import schedule as sch
 from diffuse_cli.calibration import sigma_scale
 from diffuse_cli.colour import OPPONENT_NOISE_GAIN, from_opponent, to_opponent
-from diffuse_cli.denoising.estimate import axis_channels, estimation_pieces, group_sigmas, signal_caveats
+from diffuse_cli.denoising.estimate import axis_channels, estimation_pieces, group_sigmas, signal_noise
 from diffuse_cli.denoising.fit import check_model_fits, check_sigma_model, needs_resampling, uses_opponent
 from diffuse_cli.denoising.options import DenoiseOptions, DenoisingModel, ProgressFn, validate_options
 from diffuse_cli.denoising.reverse import PositionNoise, reverse_from_observation, t_star
@@ -69,6 +69,8 @@ def denoise_media(
     cleans again from the input.
     """
     validate_options(options)
+    if options.noise_kind == NoiseKind.poisson:
+        return _denoise_poisson(media, model, options, progress)
     notes = check_model_fits(model.config, media)
     x = np.asarray(media.samples)  # no copy: images and audio are float32 already
     x = x[:, None] if x.ndim == 1 else x
@@ -127,6 +129,43 @@ def denoise_media(
     if coloured:
         report["noise_spectrum"] = {c: p.report(scale=float(noise.unit[c])) for c, p in coloured.items()}
     return media.with_samples(result.astype(dtype, copy=False)), report
+
+
+def _denoise_poisson(media: Media, model: DenoisingModel, options: DenoiseOptions,
+                     progress: ProgressFn | None) -> tuple[Media, dict]:
+    """Camera noise (:mod:`diffuse_cli.denoising.poisson`): each channel through the Anscombe transform, the
+    stabilised image cleaned by :func:`denoise_media` as Gaussian noise of the sigma that transform gives,
+    then the exact unbiased inverse. The report's ``sigma`` is the read noise; ``gain`` and ``peak`` the
+    photon noise's."""
+    from diffuse_cli.denoising.poisson import denoise_poisson
+    from diffuse_cli.errors import InputError
+
+    if media.domain != "image":
+        raise InputError(f"{media.source}: --noise-kind poisson is photon noise for images; use gaussian for "
+                         f"{media.domain}")
+    top = 2.0 * float(media.scale)  # the file's range is 0..top: 255, 65535, or 2 * 0.5 for float images
+    z = (np.asarray(media.samples, dtype=np.float64) + 1.0) * media.scale
+    # the stabilised noise is Gaussian and unclipped: the model's calibration for clipped files does not apply
+    gaussian = replace(options, noise_kind=NoiseKind.gaussian, gain=None, calibrate=False)
+    inner: dict = {}
+
+    def denoise_gaussian(y: np.ndarray, sigma: float) -> np.ndarray:
+        out, info = denoise_media(media.with_samples((y / media.scale - 1.0).astype(np.float32)), model,
+                                  replace(gaussian, sigma=sigma), progress)
+        inner.update(info)
+        return (out.samples.astype(np.float64) + 1.0) * media.scale
+
+    x, poisson = denoise_poisson(z, denoise_gaussian, top, gain=options.gain, sigma=options.sigma,
+                                 source=media.source)
+    how = "estimated" if poisson["gain_estimated"] else "given"
+    notes = list(inner.get("notes", [])) + [
+        f"Poisson noise: gain {poisson['gain']:.3g} ({how}; peak {poisson['peak']:.3g} counts), read noise "
+        f"{poisson['sigma']:.3g}; cleaned as Gaussian noise of {poisson['stabilised_sigma']:.3g} after the "
+        "Anscombe transform"]
+    inner.pop("sigma_per_channel", None)  # the transformed image's, not the file's
+    report = {**inner, **poisson, "noise_kind_used": "poisson", "notes": notes}
+    cleaned = np.clip(x / media.scale - 1.0, -1.0, 1.0).astype(media.samples.dtype, copy=False)
+    return media.with_samples(cleaned), report
 
 
 def denoise_array(
@@ -477,9 +516,12 @@ def _noise_levels(read: Reader, shape: tuple[int, ...], groups: list[slice], uni
     pieces = estimation_pieces(read, shape, rank) if options.sigma is None or rank == 1 else None
     axes = axis_channels(pieces) if rank == 1 and (options.sigma is None or channels > 1) else []
     if options.sigma is None:
-        if domain == "signal" and notes is not None:
-            notes.extend(_CAVEATS[c] for c in dict.fromkeys(signal_caveats(pieces, groups)) if c)
-        sigmas = group_sigmas(pieces, groups, rank, value_range, domain=domain)
+        if domain == "signal" and rank == 1:  # each channel's estimates computed once for both
+            sigmas, caveats = signal_noise(pieces, groups)
+            if notes is not None:
+                notes.extend(_CAVEATS[c] for c in dict.fromkeys(caveats) if c)
+        else:
+            sigmas = group_sigmas(pieces, groups, rank, value_range, domain=domain)
         return _Noise(groups, sigmas, unit / rate_factor, True, axes, list(sigmas))
     reference = pieces if pieces is not None else _reference_crops(read, shape)
     blind = group_sigmas(reference, groups, rank, value_range, domain=domain)
