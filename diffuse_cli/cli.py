@@ -14,7 +14,6 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +28,7 @@ from diffuse_cli.enums import (
     Method,
     NoiseKind,
     Objective,
+    OnHarm,
     Precision,
     Runtime,
     ScheduleKind,
@@ -510,15 +510,6 @@ class TrainProgress:
 
 
 # --------------------------------------------------------------------------- denoise
-
-
-class OnHarm(str, Enum):
-    """``denoise --on-harm``: what to do when the removed part does not look like the noise assumed."""
-
-    auto = "auto"  # fallback for CSV/TXT/NPY signals, warn for images and audio (cleaned in place)
-    warn = "warn"
-    fallback = "fallback"
-    error = "error"
 
 
 @app.command(

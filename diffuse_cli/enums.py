@@ -93,3 +93,12 @@ class Runtime(str, Enum):
     auto = "auto"
     litert = "litert"
     tensorflow = "tensorflow"
+
+
+class OnHarm(str, Enum):
+    """``denoise --on-harm``: what to do when the removed part does not look like the noise assumed."""
+
+    auto = "auto"  # fallback for CSV/TXT/NPY signals, warn for images and audio (cleaned in place)
+    warn = "warn"
+    fallback = "fallback"
+    error = "error"
