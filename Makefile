@@ -37,6 +37,10 @@ demo: install
 	$(DIFFUSE) denoise $(DEMO)/color-noisy.png -o $(DEMO)/color-clean.png --reference sample_data/photo-color.png --force
 	$(DIFFUSE) noise sample_data/speech.wav -o $(DEMO)/speech-noisy.wav --snr 5 --seed 1 --force
 	$(DIFFUSE) denoise $(DEMO)/speech-noisy.wav -o $(DEMO)/speech-clean.wav --reference sample_data/speech.wav --force
+	$(DIFFUSE) noise sample_data/photo-color.png -o $(DEMO)/color-dim.png --kind poisson --peak 30 --seed 1 --force
+	$(DIFFUSE) denoise $(DEMO)/color-dim.png -o $(DEMO)/color-dim-clean.png --noise-kind poisson --reference sample_data/photo-color.png --force
+	$(DIFFUSE) denoise sample_data/sensor-noisy.csv -o $(DEMO)/sensor-clean.csv --reference sample_data/sensor.csv --force
+	$(BIN)/python scripts/signal_plot.py --out $(DEMO)/signal-before-after.png
 	$(DIFFUSE) encode-steps --steps 0,10,100,500 --dim 8
 
 # Train a small model on sample_data (a few minutes on 2 cores), then a before/after with it.
