@@ -1,7 +1,9 @@
 """Shared fixtures: small synthetic data sets and tiny models trained once per session with training.train().
 
 The tiny models are real (a U-Net with widths [8, 16] trained a few hundred steps), so tests of denoise,
-the CLI and the model store can use them; they take seconds to train on two CPU cores.
+the CLI and the model store can use them; they take seconds to train on two CPU cores. They are saved without
+model.tflite (converting is slower than training them; denoise then runs them on TensorFlow): the LiteRT path
+has its own tests (test_litert.py, test_cli_litert.py, test_networks.py).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TINY_IMAGE = dict(widths=(8, 16), patch_size=32, batch_size=8, max_steps=300, steps_per_epoch=100, lr=2e-3,
-                  checkpoint_every=100, log_every=10, seed=0)
+                  checkpoint_every=100, log_every=10, seed=0, tflite=False)
 TINY_1D = dict(widths=(8, 16), patch_size=256, batch_size=8, max_steps=300, steps_per_epoch=100, lr=2e-3,
-               checkpoint_every=100, log_every=10, seed=0)
+               checkpoint_every=100, log_every=10, seed=0, tflite=False)
 
 
 # ------------------------------------------------------------------------------------- synthetic data

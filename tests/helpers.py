@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +35,53 @@ def diffuse(*args, stdin: bytes | None = None, timeout: float = 300, env: dict |
         env={**os.environ, "COLUMNS": "120", **(env or {})},
     )
     return Result(proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def _fd_captured(fd: int):
+    """Send what native code writes to file descriptor ``fd`` to a temporary file; yields a function that
+    reads it back (after the block)."""
+    sink = tempfile.TemporaryFile()
+    (sys.stdout if fd == 1 else sys.stderr).flush()
+    saved = os.dup(fd)
+    os.dup2(sink.fileno(), fd)
+    try:
+        yield lambda: (sink.seek(0), sink.read())[1]
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def diffuse_in_process(*args, stdin: bytes | None = None, env: dict | None = None) -> Result:
+    """Run ``diffuse ARGS`` through ``diffuse_cli.cli.main`` in this process: the same entry point, exit codes
+    and messages as :func:`diffuse`, without a new interpreter importing TensorFlow again.
+
+    stdin/stdout/stderr are replaced by buffers (stdin empty unless given); what native code writes to file
+    descriptors 1 and 2 is captured too and appended, so a test that asks for one line on stderr still sees
+    TensorFlow's own chatter. The process-wide state main() changes (SIGTERM handler, warning filters) is
+    restored. Use :func:`diffuse` where the process boundary is what is tested (pipes, signals, imports).
+    """
+    from typer.testing import CliRunner
+
+    from diffuse_cli import cli
+
+    sigterm = signal.getsignal(signal.SIGTERM)
+    streams = CliRunner().isolation(input=stdin if stdin is not None else b"", env={"COLUMNS": "120", **(env or {})})
+    with warnings.catch_warnings(), _fd_captured(1) as native_out, _fd_captured(2) as native_err:
+        with streams as (out, err, _):
+            try:
+                cli.main([str(a) for a in args])
+                code = 0
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+            finally:
+                signal.signal(signal.SIGTERM, sigterm)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            stdout, stderr = out.getvalue(), err.getvalue()
+    stdout += native_out()
+    stderr += native_err()
+    return Result(code, stdout, stderr.decode(errors="replace"))
 
 
 def midtone_gray(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -1,6 +1,7 @@
 """`diffuse denoise` as users run it, with tiny models trained once per session (tests/conftest.py).
 
 Quality is checked against clean references with numbers computed here, independently of the package.
+Pipes and --help run the real command in a subprocess; the rest call the same entry point in this process.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from tests.helpers import diffuse
+from tests.helpers import diffuse, diffuse_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +41,8 @@ def noisy_gray(tmp_path_factory):
 def test_image_psnr_improves(tiny_image_model_dir, noisy_gray, tmp_path):
     noisy_path, clean = noisy_gray
     out = tmp_path / "clean.png"
-    r = diffuse("denoise", noisy_path, "-o", out, "--model", tiny_image_model_dir, "--json",
-                "--reference", "sample_data/photo-gray.png")
+    r = diffuse_in_process("denoise", noisy_path, "-o", out, "--model", tiny_image_model_dir, "--json",
+                           "--reference", "sample_data/photo-gray.png")
     assert r.returncode == 0, r.stderr
     before = psnr(clean, np.asarray(Image.open(noisy_path)))
     after = psnr(clean, np.asarray(Image.open(out)))
@@ -59,8 +60,8 @@ def test_gray_model_cleans_a_colour_image(tiny_image_model_dir, tmp_path):
     rng = np.random.default_rng(5)
     noisy = np.clip(np.round(clean + rng.normal(0, 25, clean.shape)), 0, 255).astype(np.uint8)
     Image.fromarray(noisy).save(tmp_path / "noisy.png")
-    r = diffuse("denoise", tmp_path / "noisy.png", "-o", tmp_path / "out.png", "--model", tiny_image_model_dir,
-                "--json")
+    r = diffuse_in_process("denoise", tmp_path / "noisy.png", "-o", tmp_path / "out.png",
+                           "--model", tiny_image_model_dir, "--json")
     assert r.returncode == 0, r.stderr
     out = np.asarray(Image.open(tmp_path / "out.png"))
     assert out.shape == clean.shape  # still colour
@@ -84,8 +85,8 @@ def test_ddim_and_ddpm_methods(tiny_image_model_dir, noisy_gray, tmp_path):
     outs = {}
     for method, extra in [("ddim", []), ("ddpm", ["--seed", "4"]), ("ddpm2", ["--seed", "4"])]:
         out = tmp_path / f"{method}.png"
-        r = diffuse("denoise", noisy_path, "-o", out, "--model", tiny_image_model_dir,
-                    "--method", method.rstrip("2"), "--steps", "4", "--sigma", "25", *extra)
+        r = diffuse_in_process("denoise", noisy_path, "-o", out, "--model", tiny_image_model_dir,
+                               "--method", method.rstrip("2"), "--steps", "4", "--sigma", "25", *extra)
         assert r.returncode == 0, r.stderr
         outs[method] = out.read_bytes()
         assert psnr(clean, np.asarray(Image.open(out))) > before
@@ -95,10 +96,10 @@ def test_ddim_and_ddpm_methods(tiny_image_model_dir, noisy_gray, tmp_path):
 def test_salt_and_pepper_beats_median(tiny_image_model_dir, tmp_path):
     clean = np.asarray(Image.open("sample_data/photo-gray.png"), dtype=np.float64)
     sp = tmp_path / "sp.png"
-    assert diffuse("noise", "sample_data/photo-gray.png", "-o", sp, "--kind", "salt-pepper", "--amount", "0.1",
-                   "--seed", "3").returncode == 0
+    assert diffuse_in_process("noise", "sample_data/photo-gray.png", "-o", sp, "--kind", "salt-pepper",
+                              "--amount", "0.1", "--seed", "3").returncode == 0
     out = tmp_path / "out.png"
-    r = diffuse("denoise", sp, "-o", out, "--model", tiny_image_model_dir, "--noise-kind", "auto", "--json")
+    r = diffuse_in_process("denoise", sp, "-o", out, "--model", tiny_image_model_dir, "--noise-kind", "auto", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["noise_kind_used"] == "salt-pepper"
     noisy = np.asarray(Image.open(sp), dtype=np.float64)
@@ -121,7 +122,7 @@ def noisy_wav(tmp_path_factory):
 def test_wav_snr_improves_and_pipe(tiny_signal_model_dir, noisy_wav, tmp_path):
     noisy_path, clean, sr = noisy_wav
     out = tmp_path / "clean.wav"
-    r = diffuse("denoise", noisy_path, "-o", out, "--model", tiny_signal_model_dir)
+    r = diffuse_in_process("denoise", noisy_path, "-o", out, "--model", tiny_signal_model_dir)
     assert r.returncode == 0, r.stderr
     got, sr2 = sf.read(out)
     assert sr2 == sr and sf.info(out).subtype == "PCM_16" and got.shape == clean.shape
@@ -140,7 +141,7 @@ def test_csv_snr_improves(tiny_signal_model_dir, tmp_path):
     src = tmp_path / "trace.csv"
     src.write_text("t,reading\n" + "".join(f"{a},{float(b)!r}\n" for a, b in zip(t, noisy)))
     out = tmp_path / "out.csv"
-    r = diffuse("denoise", src, "-o", out, "--model", tiny_signal_model_dir, "--json")
+    r = diffuse_in_process("denoise", src, "-o", out, "--model", tiny_signal_model_dir, "--json")
     assert r.returncode == 0, r.stderr
     data = np.loadtxt(out, delimiter=",", skiprows=1)
     np.testing.assert_array_equal(data[:, 0], t)  # the time axis is untouched
@@ -158,7 +159,8 @@ def test_folder_shards_and_json(tiny_image_model_dir, tmp_path):
     seen = []
     for i in (1, 2, 3):
         out = tmp_path / f"out{i}"
-        r = diffuse("denoise", src, "-o", out, "--model", tiny_image_model_dir, "--shard", f"{i}/3", "--json")
+        r = diffuse_in_process("denoise", src, "-o", out, "--model", tiny_image_model_dir, "--shard", f"{i}/3",
+                               "--json")
         assert r.returncode == 0, r.stderr
         rec = json.loads(r.stdout)
         assert rec["failed"] == 0
@@ -174,7 +176,7 @@ def test_bad_file_in_folder_is_skipped(tiny_image_model_dir, tmp_path):
     Image.fromarray(np.full((32, 32), 128, np.uint8)).save(src / "good.png")
     (src / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     out = tmp_path / "out"
-    r = diffuse("denoise", src, "-o", out, "--model", tiny_image_model_dir)
+    r = diffuse_in_process("denoise", src, "-o", out, "--model", tiny_image_model_dir)
     assert r.returncode == 2
     assert "bad.png" in r.stderr and (out / "good.png").exists() and not (out / "bad.png").exists()
 
@@ -188,7 +190,7 @@ def test_denoise_bad_input(case, tiny_image_model_dir, tiny_signal_model_dir, tm
         "bad sigma": ["sample_data/photo-gray.png", "-o", out, "--model", tiny_image_model_dir, "--sigma", "-1"],
         "unreadable": [tmp_path / "missing.png", "-o", out, "--model", tiny_image_model_dir],
     }[case]
-    r = diffuse("denoise", *args)
+    r = diffuse_in_process("denoise", *args)
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -201,17 +203,18 @@ def test_choice_options_show_their_values_in_help():
     assert "onestep|ddim|ddpm" in r.stdout
     # --noise-kind's values are named in its help text (a <gaussian|salt-pepper|auto> column folds at 80 columns)
     lines = r.stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if "--noise-kind" in line)
+    start = next(i for i, line in enumerate(lines) if "│ --noise-kind" in line)  # its row, not a mention
     end = next(i for i in range(start + 1, len(lines)) if "│ --" in lines[i])
     row = " ".join(" ".join(line.strip("│ ").split()) for line in lines[start:end])
-    assert "<kind>" in row and "gaussian, salt-pepper (impulses are filled first) or auto" in row, row
+    assert "<kind>" in row and "gaussian, salt-pepper (impulses are filled first), poisson" in row, row
+    assert "or auto (gaussian or salt-pepper, decided per file)" in row, row
 
 
 @pytest.mark.parametrize("option,value,choices", [("--method", "euler", "'onestep', 'ddim', 'ddpm'"),
-                                                  ("--noise-kind", "pink", "'gaussian', 'salt-pepper', 'auto'")])
+                                                  ("--noise-kind", "pink", "'gaussian', 'salt-pepper', 'poisson', 'auto'")])
 def test_bad_choice_is_one_line_usage_error(option, value, choices, tmp_path):
     """Typer checks the choice before any file is read or model loaded: exit 2, one line naming the option."""
-    r = diffuse("denoise", "sample_data/photo-gray.png", "-o", tmp_path / "out.png", option, value)
+    r = diffuse_in_process("denoise", "sample_data/photo-gray.png", "-o", tmp_path / "out.png", option, value)
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and option in lines[0] and f"'{value}' is not one of {choices}" in lines[0], r.stderr
@@ -221,8 +224,8 @@ def test_bad_choice_is_one_line_usage_error(option, value, choices, tmp_path):
 def test_choice_values_reach_the_engine(tmp_path):
     """--method ddim and --noise-kind salt-pepper arrive as such: the JSON record reports them."""
     out = tmp_path / "out.png"
-    r = diffuse("denoise", "sample_data/photo-gray-noisy.png", "-o", out, "--method", "ddim", "--steps", "2",
-                "--noise-kind", "salt-pepper", "--tile", "64", "--json")
+    r = diffuse_in_process("denoise", "sample_data/photo-gray-noisy.png", "-o", out, "--method", "ddim", "--steps", "2",
+                           "--noise-kind", "salt-pepper", "--tile", "64", "--json")
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
     assert rec["method"] == "ddim" and rec["steps"] == 2 and rec["noise_kind_used"] == "salt-pepper"
