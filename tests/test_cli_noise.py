@@ -1,5 +1,6 @@
 """`diffuse noise` and `diffuse encode-steps` as a user runs them: files, pipes, exit codes, numbers
-checked independently of the package (Pillow, soundfile, numpy here)."""
+checked independently of the package (Pillow, soundfile, numpy here). Pipes, --help and the guard against huge
+tables run the real program in a new process; the rest call its entry point in this process (tests/helpers.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from tests.helpers import diffuse, midtone_gray, speechlike
+from tests.helpers import diffuse, diffuse_in_process, midtone_gray, speechlike
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def speech_wav(tmp_path):
 
 def test_gaussian_sigma25_psnr(gray_png, tmp_path):
     out = tmp_path / "noisy.png"
-    r = diffuse("noise", gray_png, "-o", out, "--sigma", "25", "--seed", "3", "--json")
+    r = diffuse_in_process("noise", gray_png, "-o", out, "--sigma", "25", "--seed", "3", "--json")
     assert r.returncode == 0, r.stderr
     a = np.asarray(Image.open(gray_png), dtype=np.float64)
     b = np.asarray(Image.open(out), dtype=np.float64)
@@ -48,7 +49,7 @@ def test_gaussian_sigma25_psnr(gray_png, tmp_path):
 
 def test_gaussian_snr10_on_audio(speech_wav, tmp_path):
     out = tmp_path / "noisy.wav"
-    r = diffuse("noise", speech_wav, "-o", out, "--snr", "10", "--seed", "1")
+    r = diffuse_in_process("noise", speech_wav, "-o", out, "--snr", "10", "--seed", "1")
     assert r.returncode == 0, r.stderr
     clean, sr = sf.read(speech_wav)
     noisy, sr2 = sf.read(out)
@@ -60,8 +61,8 @@ def test_gaussian_snr10_on_audio(speech_wav, tmp_path):
 
 def test_salt_pepper_amount_and_ratio(gray_png, tmp_path):
     out = tmp_path / "sp.png"
-    r = diffuse("noise", gray_png, "-o", out, "--kind", "salt-pepper", "--amount", "0.1", "--salt-ratio", "0.3",
-                "--seed", "0")
+    r = diffuse_in_process("noise", gray_png, "-o", out, "--kind", "salt-pepper", "--amount", "0.1",
+                           "--salt-ratio", "0.3", "--seed", "0")
     assert r.returncode == 0, r.stderr
     a = np.asarray(Image.open(gray_png))
     b = np.asarray(Image.open(out))
@@ -77,7 +78,7 @@ def test_diffusion_mean_and_variance(tmp_path):
     x0 = 0.5 * np.sin(np.linspace(0, 200 * np.pi, 400_000))
     src, out = tmp_path / "x0.wav", tmp_path / "xt.wav"
     sf.write(src, x0, 8000, subtype="DOUBLE")
-    r = diffuse("noise", src, "-o", out, "--kind", "diffusion", "--step", "100", "--seed", "5")
+    r = diffuse_in_process("noise", src, "-o", out, "--kind", "diffusion", "--step", "100", "--seed", "5")
     assert r.returncode == 0, r.stderr
     xt, _ = sf.read(out)
     ab = np.prod(1 - np.linspace(1e-4, 0.02, 1000)[:100])
@@ -91,7 +92,7 @@ def test_seed_reproducible(gray_png, tmp_path):
     outs = []
     for name, seed in [("a", "7"), ("b", "7"), ("c", "8")]:
         out = tmp_path / f"{name}.png"
-        assert diffuse("noise", gray_png, "-o", out, "--sigma", "10", "--seed", seed).returncode == 0
+        assert diffuse_in_process("noise", gray_png, "-o", out, "--sigma", "10", "--seed", seed).returncode == 0
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
     assert outs[0] != outs[2]
@@ -124,9 +125,9 @@ def seed_sinusoidal_step_encoding(t, d_model):
 def test_encode_steps_npy_and_csv(tmp_path, steps, values, dim):
     expected = seed_sinusoidal_step_encoding(np.array(values, dtype=float).reshape(-1, 1), dim)
     npy, csv = tmp_path / "e.npy", tmp_path / "e.csv"
-    assert diffuse("encode-steps", "--steps", steps, "--dim", str(dim), "-o", npy).returncode == 0
+    assert diffuse_in_process("encode-steps", "--steps", steps, "--dim", str(dim), "-o", npy).returncode == 0
     np.testing.assert_allclose(np.load(npy), expected, atol=1e-6)
-    assert diffuse("encode-steps", "--steps", steps, "--dim", str(dim), "-o", csv).returncode == 0
+    assert diffuse_in_process("encode-steps", "--steps", steps, "--dim", str(dim), "-o", csv).returncode == 0
     table = np.loadtxt(csv, delimiter=",", skiprows=1, ndmin=2)
     np.testing.assert_allclose(table[:, 0], values)
     np.testing.assert_allclose(table[:, 1:], expected, atol=1e-6)
@@ -134,7 +135,7 @@ def test_encode_steps_npy_and_csv(tmp_path, steps, values, dim):
 
 def test_encode_steps_png_heatmap(tmp_path):
     out = tmp_path / "e.png"
-    assert diffuse("encode-steps", "--steps", "0:100", "--dim", "32", "-o", out).returncode == 0
+    assert diffuse_in_process("encode-steps", "--steps", "0:100", "--dim", "32", "-o", out).returncode == 0
     img = Image.open(out)
     assert img.mode == "RGB" and img.size[0] > img.size[1] / 100 * 32 * 0.9  # steps are rows, dims columns
     assert img.size == (32 * 5, 100 * 5)
@@ -170,7 +171,7 @@ def test_time_column_of_a_csv_is_left_alone(tmp_path):
     t = np.arange(500) * 30
     v = 20 + np.sin(t / 900.0)
     src.write_text("time,value\n" + "".join(f"{a},{float(b)!r}\n" for a, b in zip(t, v)))
-    r = diffuse("noise", src, "-o", out, "--sigma", "0.1", "--seed", "2")
+    r = diffuse_in_process("noise", src, "-o", out, "--sigma", "0.1", "--seed", "2")
     assert r.returncode == 0, r.stderr
     data = np.loadtxt(out, delimiter=",", skiprows=1)
     np.testing.assert_array_equal(data[:, 0], t)
@@ -183,8 +184,8 @@ def test_last_diffusion_step_of_a_short_schedule_is_almost_pure_noise(tmp_path):
     x0 = 0.5 * np.sin(np.linspace(0, 40 * np.pi, 20_000))
     src, out = tmp_path / "x0.wav", tmp_path / "xt.wav"
     sf.write(src, x0, 8000, subtype="DOUBLE")
-    r = diffuse("noise", src, "-o", out, "--kind", "diffusion", "--step", "9", "--timesteps", "10", "--seed", "1",
-                "--json")
+    r = diffuse_in_process("noise", src, "-o", out, "--kind", "diffusion", "--step", "9", "--timesteps", "10",
+                           "--seed", "1", "--json")
     assert r.returncode == 0, r.stderr
     xt, _ = sf.read(out)
     report = json.loads(r.stdout)
@@ -217,7 +218,7 @@ def _temperature_log(path, n=4000):
 def test_snr_of_a_signal_is_relative_to_its_variation_not_its_dc_level(tmp_path):
     src, out = tmp_path / "log.csv", tmp_path / "noisy.csv"
     t, temp = _temperature_log(src)
-    r = diffuse("noise", src, "-o", out, "--snr", "10", "--seed", "1", "--json")
+    r = diffuse_in_process("noise", src, "-o", out, "--snr", "10", "--seed", "1", "--json")
     assert r.returncode == 0, r.stderr
     data = np.loadtxt(out, delimiter=",", skiprows=1)
     np.testing.assert_array_equal(data[:, 0], t)  # the time column is not a measurement
@@ -232,7 +233,7 @@ def test_snr_of_a_signal_is_relative_to_its_variation_not_its_dc_level(tmp_path)
 def test_reported_snr_of_a_signal_skips_time_columns_and_the_dc_level(tmp_path):
     src, out = tmp_path / "log.csv", tmp_path / "noisy.csv"
     t, temp = _temperature_log(src)
-    r = diffuse("noise", src, "-o", out, "--sigma", "0.05", "--seed", "3", "--json")
+    r = diffuse_in_process("noise", src, "-o", out, "--sigma", "0.05", "--seed", "3", "--json")
     assert r.returncode == 0, r.stderr
     data = np.loadtxt(out, delimiter=",", skiprows=1)
     expected = 10 * math.log10(np.sum((temp - temp.mean()) ** 2) / np.sum((data[:, 1] - temp) ** 2))
@@ -242,7 +243,7 @@ def test_reported_snr_of_a_signal_skips_time_columns_and_the_dc_level(tmp_path):
 def test_snr_of_a_constant_signal_is_refused(tmp_path):
     src, out = tmp_path / "flat.csv", tmp_path / "noisy.csv"
     src.write_text("value\n" + "20.5\n" * 100)
-    r = diffuse("noise", src, "-o", out, "--snr", "10")
+    r = diffuse_in_process("noise", src, "-o", out, "--snr", "10")
     assert r.returncode == 2 and not out.exists()
     assert r.stderr.strip().startswith("diffuse: error:") and "--sigma" in r.stderr, r.stderr
 
@@ -254,7 +255,7 @@ def test_snr_help_says_how_the_signal_power_is_taken():
 
 
 def test_noise_json_has_null_for_an_infinite_psnr(gray_png, tmp_path):
-    r = diffuse("noise", gray_png, "-o", tmp_path / "same.png", "--sigma", "0", "--json")
+    r = diffuse_in_process("noise", gray_png, "-o", tmp_path / "same.png", "--sigma", "0", "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout, parse_constant=lambda name: pytest.fail(f"invalid JSON constant {name}"))
     assert report["psnr_db"] is None
@@ -265,7 +266,7 @@ def test_noise_on_a_three_decimal_csv_writes_three_decimals(tmp_path):
     t = np.arange(300) * 30
     temp = 20 + np.sin(t / 900.0)
     src.write_text("time,temp\n" + "".join(f"{a},{b:.3f}\n" for a, b in zip(t, temp)))
-    r = diffuse("noise", src, "-o", out, "--sigma", "0.2", "--seed", "4", "--json")
+    r = diffuse_in_process("noise", src, "-o", out, "--sigma", "0.2", "--seed", "4", "--json")
     assert r.returncode == 0, r.stderr
     rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
     assert [a for a, _ in rows] == [str(v) for v in t]
@@ -284,16 +285,16 @@ def test_noise_on_a_channels_first_npy_works_along_time(tmp_path):
     arr = np.stack([100.0 * (c + 1) + np.sin(np.arange(n) / (30.0 + 7 * c)) for c in range(3)])
     src, out = tmp_path / "cf.npy", tmp_path / "noisy.npy"
     np.save(src, arr)
-    r = diffuse("noise", src, "-o", out, "--snr", "10", "--seed", "1")
+    r = diffuse_in_process("noise", src, "-o", out, "--snr", "10", "--seed", "1")
     assert r.returncode == 0, r.stderr
     assert "3 channels of 3000 samples" in r.stderr
     noisy = np.load(out)
     assert noisy.shape == (3, n)
     expected_sigma = math.sqrt(np.mean((arr - arr.mean(axis=1, keepdims=True)) ** 2) / 10.0)
     assert abs(np.std(noisy - arr) / expected_sigma - 1) < 0.05
-    r = diffuse("noise", src, "-o", tmp_path / "rows.npy", "--snr", "10", "--seed", "1", "--axis", "1")
+    r = diffuse_in_process("noise", src, "-o", tmp_path / "rows.npy", "--snr", "10", "--seed", "1", "--axis", "1")
     assert r.returncode == 0 and np.array_equal(np.load(tmp_path / "rows.npy"), noisy)
-    r = diffuse("noise", src, "-o", tmp_path / "bad.npy", "--snr", "10", "--axis", "3")
+    r = diffuse_in_process("noise", src, "-o", tmp_path / "bad.npy", "--snr", "10", "--axis", "3")
     assert r.returncode == 2 and "--axis" in r.stderr and not (tmp_path / "bad.npy").exists()
 
 
@@ -317,11 +318,11 @@ def test_noise_keeps_16_bit_colour(tmp_path, ext):
             with open(path, "rb") as handle:
                 return png16.read(handle)
     same, noisy = tmp_path / f"same{ext}", tmp_path / f"noisy{ext}"
-    r = diffuse("noise", src, "-o", same, "--sigma", "0", "--json")
+    r = diffuse_in_process("noise", src, "-o", same, "--sigma", "0", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["psnr_db"] is None  # identical: infinite PSNR, null in JSON
     np.testing.assert_array_equal(read(same), pixels)
-    r = diffuse("noise", src, "-o", noisy, "--sigma", "1000", "--seed", "1")
+    r = diffuse_in_process("noise", src, "-o", noisy, "--sigma", "1000", "--seed", "1")
     assert r.returncode == 0, r.stderr
     out = read(noisy)
     assert out.dtype == np.uint16 and out.shape == pixels.shape
