@@ -6,8 +6,8 @@ tests/data/pinned/ by the code before the denoiser was split into modules (re-pi
 changed an output on purpose; the commit says which and why); tolerance 1e-6.
 The reported noise level, t* and impulse count are pinned too (tests/data/pinned/reports.json).
 
-To re-pin after an intended change of output: ``python tests/test_pinned_outputs.py`` (it rewrites
-the files; say why in the commit).
+To re-pin after an intended change of output: ``python tests/test_pinned_outputs.py [MODEL ...]`` (it
+rewrites the files of every case, or only of the cases of the named bundled models; say why in the commit).
 """
 
 from __future__ import annotations
@@ -129,15 +129,19 @@ def test_pinned_cases_do_real_work(pinned_reports):
     assert total < 1.2 * 2**20, total
 
 
-def write_references() -> None:
+def write_references(models: list[str] | None = None) -> None:
+    """Re-pin every case, or only those of ``models`` (the other cases' files and reports are kept)."""
     PINNED.mkdir(parents=True, exist_ok=True)
-    reports = {}
+    report_file = PINNED / "reports.json"
+    reports = json.loads(report_file.read_text()) if models and report_file.exists() else {}
     for name in sorted(CASES):
+        if models and CASES[name][0] not in models:
+            continue
         out, reports[name] = run_case(name)
         np.save(PINNED / f"{name}.npy", out, allow_pickle=False)
         print(name, out.shape, out.dtype, reports[name].get("sigma"), reports[name].get("t_star"))
-    (PINNED / "reports.json").write_text(json.dumps(reports, indent=1, sort_keys=True) + "\n")
+    report_file.write_text(json.dumps(reports, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
-    write_references()
+    write_references(sys.argv[1:] or None)
