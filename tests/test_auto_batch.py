@@ -9,7 +9,7 @@ import pytest
 from diffuse_cli import networks
 from diffuse_cli.config import default_config
 from diffuse_cli.training import resources
-from tests.helpers import diffuse
+from tests.helpers import diffuse_in_process
 
 MiB, GiB = 2**20, 2**30
 
@@ -45,8 +45,8 @@ def test_forward_bytes_scale_with_patch_area():
 
 def test_cli_batch_size_auto_trains_and_reports_choice(synthetic_image_dir, tmp_path):
     out = tmp_path / "m"
-    r = diffuse("train", synthetic_image_dir, "--out", out, "--batch-size", "auto", "--widths", "8,16",
-                "--patch-size", "32", "--max-steps", "2", "--steps-per-epoch", "2", "--json")
+    r = diffuse_in_process("train", synthetic_image_dir, "--out", out, "--batch-size", "auto", "--widths", "8,16",
+                           "--patch-size", "32", "--max-steps", "2", "--steps-per-epoch", "2", "--no-tflite", "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     batch = summary["batch_size"]
@@ -62,7 +62,7 @@ def test_cli_batch_size_auto_trains_and_reports_choice(synthetic_image_dir, tmp_
 @pytest.mark.parametrize("value", ["0", "-4", "lots", "2.5"])
 def test_cli_batch_size_bad_values(value, synthetic_image_dir, tmp_path):
     out = tmp_path / "m"
-    r = diffuse("train", synthetic_image_dir, "--out", out, "--batch-size", value)
+    r = diffuse_in_process("train", synthetic_image_dir, "--out", out, "--batch-size", value)
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"--batch-size {value}" in lines[0] and "auto" in lines[0], r.stderr

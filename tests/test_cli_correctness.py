@@ -1,7 +1,8 @@
 """`diffuse denoise` reports the right numbers for every input, and says what it did with each file.
 
 Every metric is recomputed here from the written files with numpy, independently of diffuse_cli.metrics.
-The runs use the bundled models (no training); each CLI run is shared by the tests that read it.
+The runs use the bundled models (no training); each CLI run is shared by the tests that read it. They call the
+command's entry point in this process (tests/helpers.py); --help is rendered by the real program.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import diffuse, midtone_gray
+from tests.helpers import diffuse_in_process, midtone_gray
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -68,8 +69,8 @@ def test_signal_reference_scores_the_value_column_around_its_mean(tmp_path):
     """sensor.csv has a time column (0, 30, 60, ...) and a temperature near 20.5: SNR is taken around the
     value's mean, and neither SNR nor SI-SDR sees the time column."""
     out = tmp_path / "out.csv"
-    r = diffuse("denoise", "sample_data/sensor-noisy.csv", "-o", out, "--reference", "sample_data/sensor.csv",
-                "--json")
+    r = diffuse_in_process("denoise", "sample_data/sensor-noisy.csv", "-o", out,
+                           "--reference", "sample_data/sensor.csv", "--json")
     assert r.returncode == 0, r.stderr
     m = strict_json(r.stdout)["metrics"]
     clean = np.loadtxt("sample_data/sensor.csv", delimiter=",", skiprows=1)[:, 1]
@@ -97,7 +98,7 @@ def test_reference_smaller_than_the_ssim_window_reports_ssim_null(tmp_path):
     Image.fromarray(clean).save(tmp_path / "ref.png")
     Image.fromarray(noisy_copy(clean, 20, 1)).save(tmp_path / "noisy.png")
     out = tmp_path / "out.png"
-    r = diffuse("denoise", tmp_path / "noisy.png", "-o", out, "--reference", tmp_path / "ref.png", "--json")
+    r = diffuse_in_process("denoise", tmp_path / "noisy.png", "-o", out, "--reference", tmp_path / "ref.png", "--json")
     assert r.returncode == 0, r.stderr
     assert out.exists()
     m = strict_json(r.stdout)["metrics"]
@@ -124,7 +125,7 @@ def scored_folder(tmp_path_factory):
             (d / top / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels).save(d / top / rel)
     (d / "in" / "clip.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI LIST")
-    r = diffuse("denoise", d / "in", "-o", d / "out", "--reference", d / "ref", "--json")
+    r = diffuse_in_process("denoise", d / "in", "-o", d / "out", "--reference", d / "ref", "--json")
     records = {str(Path(f["input"]).relative_to(d / "in")): f for f in strict_json(r.stdout)["files"]} \
         if r.stdout.strip() else {}
     return d, clean, noisy, r, records
@@ -179,7 +180,7 @@ def failing_folder(tmp_path_factory):
     Image.fromarray(clean).save(d / "ref" / "bad.png")
     Image.fromarray(noisy_copy(clean, 20, 8)).save(d / "in" / "sub" / "noref.png")
     Image.fromarray(clean).save(d / "ref" / "noref.png")  # same basename, other folder: not its reference
-    r = diffuse("denoise", d / "in", "-o", d / "out", "--reference", d / "ref", "--json")
+    r = diffuse_in_process("denoise", d / "in", "-o", d / "out", "--reference", d / "ref", "--json")
     records = {str(Path(f["input"]).relative_to(d / "in")): f for f in strict_json(r.stdout)["files"]}
     return d, r, records
 
@@ -210,7 +211,7 @@ def test_failed_files_have_no_output_and_no_metrics(failing_folder):
 
 def test_empty_shard_says_so(tmp_path):
     Image.fromarray(midtone_gray(16, 16)).save(tmp_path / "one.png")
-    r = diffuse("denoise", tmp_path / "one.png", "-o", tmp_path / "out", "--shard", "2/2", "--json")
+    r = diffuse_in_process("denoise", tmp_path / "one.png", "-o", tmp_path / "out", "--shard", "2/2", "--json")
     assert r.returncode == 0, r.stderr
     lines = stderr_lines(r.stderr)
     assert len(lines) == 1 and "2/2" in lines[0] and "no files" in lines[0], r.stderr
@@ -223,7 +224,8 @@ def test_empty_shard_says_so(tmp_path):
 
 
 def test_denoise_axis_is_checked_before_anything_is_read():
-    r = diffuse("denoise", "-", "-o", "-", "--axis", "2", stdin=b"")  # an empty stdin would be the next error
+    # an empty stdin would be the next error
+    r = diffuse_in_process("denoise", "-", "-o", "-", "--axis", "2", stdin=b"")
     assert r.returncode == 2
     lines = stderr_lines(r.stderr)
     assert len(lines) == 1 and "--axis 2" in lines[0] and "use 0" in lines[0], r.stderr
@@ -241,8 +243,8 @@ def test_denoise_axis_reads_input_and_reference_alike(tmp_path):
     np.save(tmp_path / "ref.npy", clean)
     np.save(tmp_path / "noisy.npy", noisy)
     out = tmp_path / "out.npy"
-    r = diffuse("denoise", tmp_path / "noisy.npy", "-o", out, "--axis", "0", "--reference", tmp_path / "ref.npy",
-                "--json")
+    r = diffuse_in_process("denoise", tmp_path / "noisy.npy", "-o", out, "--axis", "0",
+                           "--reference", tmp_path / "ref.npy", "--json")
     assert r.returncode == 0, r.stderr
     got = np.load(out)
     assert got.shape == (64, 100)

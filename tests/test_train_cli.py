@@ -12,7 +12,7 @@ from rich.console import Console
 from diffuse_cli import cli
 from diffuse_cli.enums import Arch, Loss, Precision, Strategy
 from diffuse_cli.training.options import FIELDS, TrainOptions
-from tests.helpers import diffuse
+from tests.helpers import diffuse, diffuse_in_process
 
 TRAIN = typer.main.get_command(cli.app).commands["train"]
 
@@ -45,7 +45,7 @@ def test_help_shows_every_option_whole_at_80_columns():
     ("--strategy", "tpu", ["default", "mirrored", "multi-worker"]),
 ])
 def test_bad_choice_is_typers_one_line_error(option, value, choices, tmp_path):
-    r = diffuse("train", tmp_path, "--out", tmp_path / "m", option, value)
+    r = diffuse_in_process("train", tmp_path, "--out", tmp_path / "m", option, value)
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("diffuse: error: Invalid value for"), r.stderr
@@ -74,6 +74,7 @@ def test_command_line_becomes_train_options():
     assert options.precision is Precision.float32 and options.strategy is Strategy.mirrored
     assert options.batch_size == "auto" and options.resume is True
     assert options.extra == {"description": "test set"}
+    assert options.tflite is True  # model.tflite is written unless --no-tflite
 
 
 def test_progress_bar_says_which_loss_it_shows():
