@@ -1,4 +1,7 @@
-"""`diffuse denoise` on the LiteRT runtime: no TensorFlow in the process, same output as the TensorFlow path."""
+"""`diffuse denoise` on the LiteRT runtime: no TensorFlow in the process, same output as the TensorFlow path.
+
+The runs that must do without TensorFlow are new processes in which it cannot be imported; the others call the
+same entry point in this process (tests/helpers.py), which has TensorFlow loaded already."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from tests.helpers import diffuse
+from tests.helpers import diffuse, diffuse_in_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(ROOT, "sample_data")
@@ -44,7 +47,7 @@ def test_denoise_photo_and_speech_without_tensorflow_match_the_tensorflow_path(t
         r = diffuse("denoise", src, "-o", lite, "--json", env=env)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["runtime"] == "litert"
-        r = diffuse("denoise", src, "-o", tf, "--json", "--runtime", "tensorflow")
+        r = diffuse_in_process("denoise", src, "-o", tf, "--json", "--runtime", "tensorflow")
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["runtime"] == "tensorflow"
         a, b = load(lite), load(tf)
@@ -69,12 +72,12 @@ def test_model_without_tflite_falls_back_to_tensorflow_with_a_note(tmp_path):
     model.mkdir()
     for name in ("config.json", "weights.weights.h5"):
         shutil.copy(os.path.join(bundled, name), model / name)
-    r = diffuse("denoise", os.path.join(SAMPLES, "photo-gray-noisy.png"), "-o", str(tmp_path / "o.png"),
-                "--model", str(model), "--json")
+    r = diffuse_in_process("denoise", os.path.join(SAMPLES, "photo-gray-noisy.png"), "-o", str(tmp_path / "o.png"),
+                           "--model", str(model), "--json")
     assert r.returncode == 0, r.stderr
     record = json.loads(r.stdout)
     assert record["runtime"] == "tensorflow"
     assert any("no model.tflite" in n for n in record["notes"]) and "no model.tflite" in r.stderr
-    r = diffuse("denoise", os.path.join(SAMPLES, "photo-gray-noisy.png"), "-o", str(tmp_path / "p.png"),
-                "--model", str(model), "--runtime", "litert")
+    r = diffuse_in_process("denoise", os.path.join(SAMPLES, "photo-gray-noisy.png"), "-o", str(tmp_path / "p.png"),
+                           "--model", str(model), "--runtime", "litert")
     assert r.returncode == 2 and "model.tflite: missing" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import keras
 import numpy as np
@@ -129,8 +130,16 @@ def test_modelstore_save_load_eps_single_trace_and_encodings(tmp_path):
     model = networks.build_network(c)
     randomize(model, seed=5)
     out = str(tmp_path / "m")
-    modelstore.save_model(out, c, model)
+    inherited = os.umask(0o027)
+    try:
+        modelstore.save_model(out, c, model)
+    finally:
+        os.umask(inherited)
     assert sorted(os.listdir(out)) == ["config.json", "model.tflite", "saved_model", "weights.weights.h5"]
+    # every file gets the mode any new file gets, 0666 less the umask: none is private (0600)
+    modes = {os.path.relpath(os.path.join(root, name), out): stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+             for root, _, files in os.walk(out) for name in files}
+    assert "model.tflite" in modes and {path: oct(mode) for path, mode in modes.items() if mode != 0o640} == {}
     loaded = modelstore.load_model(out)
     assert (loaded.rank, loaded.channels, loaded.size_multiple, loaded.domain) == (2, 1, 2, "image")
     rng = np.random.default_rng(6)

@@ -11,7 +11,7 @@ import numpy as np
 
 from diffuse_cli import modelstore, networks, training
 from diffuse_cli.config import default_config
-from tests.helpers import diffuse
+from tests.helpers import diffuse_in_process
 
 CONFIG = default_config("image", 1, widths=[8, 16], embedding_dim=32, patch_size=32)
 
@@ -40,7 +40,8 @@ def test_mixed_network_matches_float32_with_the_same_weights():
 def test_mixed_training_learns_and_resumes_in_float32(synthetic_image_dir, tmp_path):
     out = str(tmp_path / "m")
     base = dict(data=[synthetic_image_dir], out=out, widths=(8, 16), patch_size=32, batch_size=8, lr=2e-3,
-                log_every=5, seed=1, steps_per_epoch=20, val_count=4, objective="eps")  # thresholds set for eps
+                log_every=5, seed=1, steps_per_epoch=20, val_count=4, objective="eps",  # thresholds set for eps
+                tflite=False)  # no LiteRT export: not what is tested here, and slower than the training
     s = training.train(training.TrainOptions(**base, max_steps=40, precision="mixed"))
     assert s["precision"] == "mixed"
     assert s["loss"] < 0.7 * s["first_loss"], s  # it learns (scaled loss, unscaled gradients)
@@ -55,7 +56,7 @@ def test_mixed_training_learns_and_resumes_in_float32(synthetic_image_dir, tmp_p
 
 
 def test_cli_rejects_unknown_precision(synthetic_image_dir, tmp_path):
-    r = diffuse("train", synthetic_image_dir, "--out", tmp_path / "m", "--precision", "half")
+    r = diffuse_in_process("train", synthetic_image_dir, "--out", tmp_path / "m", "--precision", "half")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "'--precision'" in lines[0], r.stderr
@@ -69,7 +70,8 @@ def test_xla_training_follows_the_graph_run(synthetic_image_dir, tmp_path):
     for mode in ("off", "on"):
         runs[mode] = training.train(training.TrainOptions(
             data=[synthetic_image_dir], out=str(tmp_path / mode), widths=(8, 16), patch_size=32, batch_size=8,
-            lr=2e-3, log_every=5, seed=3, max_steps=20, steps_per_epoch=10, val_count=4, xla=mode, objective="eps"))
+            lr=2e-3, log_every=5, seed=3, max_steps=20, steps_per_epoch=10, val_count=4, xla=mode, objective="eps",
+            tflite=False))
     assert runs["off"]["xla"] is False and runs["on"]["xla"] is True
     for a, b in zip(runs["off"]["history"], runs["on"]["history"]):
         assert a["step"] == b["step"]

@@ -14,7 +14,7 @@ from diffuse_cli import objectives
 from diffuse_cli.schedule import Schedule, q_sample
 from diffuse_cli.training.options import TrainOptions, default_objective
 from tests.conftest import write_images, write_signals
-from tests.helpers import diffuse
+from tests.helpers import diffuse_in_process
 
 TINY = dict(widths=(8, 16), patch_size=32, batch_size=8, lr=2e-3, log_every=10, seed=0, tflite=False)
 
@@ -72,8 +72,9 @@ def images(tmp_path_factory) -> str:
 def edm_model(tmp_path_factory, images) -> str:
     """A tiny edm U-Net trained on the command line, without model.tflite."""
     out = tmp_path_factory.mktemp("obj-models") / "edm"
-    r = diffuse("train", images, "--out", out, "--widths", "8,16", "--patch-size", "32", "--batch-size", "8",
-                "--max-steps", "40", "--steps-per-epoch", "10", "--lr", "2e-3", "--no-tflite", "--quiet")
+    r = diffuse_in_process("train", images, "--out", out, "--widths", "8,16", "--patch-size", "32",
+                           "--batch-size", "8", "--max-steps", "40", "--steps-per-epoch", "10", "--lr", "2e-3",
+                           "--no-tflite", "--quiet")
     assert r.returncode == 0, r.stderr
     return str(out)
 
@@ -85,8 +86,8 @@ def test_edm_unet_trains_and_denoises(edm_model, images, tmp_path):
     assert len(losses) == 4 and losses[-1] < 0.9 * losses[0], losses  # zero-initialised output: ~1 at step 0
     assert cfg["training"]["val_psnr"] > cfg["training"]["val_baseline"] + 3  # its one-step estimate denoises
     assert not os.path.exists(os.path.join(edm_model, "model.tflite"))  # --no-tflite
-    r = diffuse("denoise", os.path.join(images, "img0.png"), "-o", tmp_path / "clean.png", "--model", edm_model,
-                "--sigma", "25", "--quiet")
+    r = diffuse_in_process("denoise", os.path.join(images, "img0.png"), "-o", tmp_path / "clean.png",
+                           "--model", edm_model, "--sigma", "25", "--quiet")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "clean.png").stat().st_size > 0
 
@@ -131,7 +132,8 @@ def test_init_from_with_resume_on_checkpoints_is_refused(edm_model, images):
 def test_init_from_an_image_model_on_signals_is_one_line_exit_2(edm_model, tmp_path):
     signals = write_signals(str(tmp_path / "signals"), count=2, length=2048)
     out = tmp_path / "m"
-    r = diffuse("train", signals, "--out", out, "--init-from", edm_model, "--max-steps", "2", "--quiet")
+    r = diffuse_in_process("train", signals, "--out", out, "--init-from", edm_model, "--max-steps", "2",
+                           "--quiet")
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "image model but the data is signal" in lines[0], r.stderr

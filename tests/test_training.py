@@ -24,7 +24,8 @@ from diffuse_cli.training.data import DataSource
 from tests.conftest import write_images, write_signals
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = dict(widths=(8, 16), patch_size=32, batch_size=8, lr=2e-3, log_every=5, seed=1)
+# model.tflite is left out (converting takes longer than these trainings); test_litert.py tests the export
+SMALL = dict(widths=(8, 16), patch_size=32, batch_size=8, lr=2e-3, log_every=5, seed=1, tflite=False)
 
 
 def summary_of(model_dir: str) -> dict:
@@ -59,7 +60,7 @@ def dense_learned_dir(tmp_path_factory, synthetic_signal_dir) -> str:
     out = str(tmp_path_factory.mktemp("dense") / "model")
     training.train(training.TrainOptions(
         data=[synthetic_signal_dir], out=out, arch="dense", length=64, embedding="learned", embedding_dim=16,
-        batch_size=32, max_steps=1500, steps_per_epoch=500, lr=3e-3, checkpoint_every=1500, seed=0,
+        batch_size=32, max_steps=1500, steps_per_epoch=500, lr=3e-3, checkpoint_every=1500, seed=0, tflite=False,
     ))
     return out
 
@@ -177,7 +178,7 @@ def test_export_only_rebuilds_model_files(resume_runs, tmp_path):
     shutil.copytree(resume_runs["a"], out)
     shutil.rmtree(os.path.join(out, "saved_model"))
     os.remove(os.path.join(out, "weights.weights.h5"))
-    summary = training.train(training.TrainOptions(data=[], out=out, export_only=True))
+    summary = training.train(training.TrainOptions(data=[], out=out, export_only=True, tflite=False))
     assert summary["steps"] == 40
     loaded = modelstore.load_model(out)
     reference = modelstore.load_model(resume_runs["a"])
@@ -185,13 +186,14 @@ def test_export_only_rebuilds_model_files(resume_runs, tmp_path):
     t = np.array([20.0, 200.0], np.float32)
     np.testing.assert_allclose(loaded.eps(x, t), reference.eps(x, t), atol=1e-6)
     with pytest.raises(InputError, match="no checkpoint"):
-        training.train(training.TrainOptions(data=[], out=str(tmp_path / "empty"), export_only=True))
+        training.train(training.TrainOptions(data=[], out=str(tmp_path / "empty"), export_only=True, tflite=False))
 
 
 @pytest.mark.slow
 def test_model_folder_files_get_the_usual_mode(synthetic_image_dir, tmp_path):
     """Every file the model folder gets (config.json, weights, checkpoints and their config, SavedModel, logs) has
-    the mode any new file gets, 0666 less the umask: none is private (0600) while the others are not."""
+    the mode any new file gets, 0666 less the umask: none is private (0600) while the others are not.
+    model.tflite is checked the same way in test_networks.py (its export is slower than this training)."""
     out = tmp_path / "m"
     inherited = os.umask(0o027)
     try:
@@ -252,7 +254,7 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_image_dir, tmp_path):
         messages = []
         s = training.train(training.TrainOptions(
             data=[{synthetic_image_dir!r}], out={out!r}, strategy="mirrored", widths=(8, 16), patch_size=32,
-            batch_size=8, max_steps=20, steps_per_epoch=10, checkpoint_every=10, lr=2e-3),
+            batch_size=8, max_steps=20, steps_per_epoch=10, checkpoint_every=10, lr=2e-3, tflite=False),
             progress=lambda e: messages.append(e.get("message", "")))
         print("RESULT", json.dumps({{"steps": s["steps"], "loss": s["loss"], "messages": messages}}))
     """)
