@@ -23,7 +23,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from tests.helpers import diffuse, midtone_gray
+from tests.helpers import diffuse, diffuse_in_process, midtone_gray
 
 # ------------------------------------------------------------------------------------------------ inputs
 
@@ -343,10 +343,17 @@ CASES: dict[str, tuple[list[str], str]] = {
 NO_TF_TRAIN = {"train bad widths", "train out is a file", "train out inside a file", "train unwritable out"}
 TF_CASES = {name for name in CASES if name.startswith(("model ", "train ", "encode missing model",
                                                       "encode tampered model")) and name not in NO_TF_TRAIN}
+# Cases run by the real program in a new process, one for each way a command fails (with and without loading
+# TensorFlow or LiteRT first): there stderr also shows what a library prints while it is imported. The other
+# cases call the same entry point in this process (tests/helpers.py).
+SUBPROCESS_CASES = {"missing file", "stdin empty", "encode bad steps", "encode tampered model",
+                    "denoise stdin empty", "model without weights", "empty model.tflite", "train missing data",
+                    "train bad widths"}
 
 
 def test_matrix_is_large_enough():
     assert len(CASES) >= 40
+    assert SUBPROCESS_CASES <= set(CASES)
     commands = {args[0] for args, _ in CASES.values()}
     assert commands == {"noise", "denoise", "train", "encode-steps"}
 
@@ -409,7 +416,7 @@ def test_bad_input(name, inputs_dir, tmp_path, request):
     before_inputs = tree(inputs_dir)
     before_models = tree(models) if models else None
     argv = [a.format(d=inputs_dir, o=out_dir, m=models, x=unwritable) for a in args]
-    r = diffuse(*argv)
+    r = (diffuse if name in SUBPROCESS_CASES else diffuse_in_process)(*argv)
     assert r.returncode == 2, (name, r.returncode, r.stderr)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, (name, r.stderr)
@@ -449,7 +456,7 @@ def test_unusual_images_work(source, inputs_dir, tmp_path):
     out_name, note = WORKS[source]
     before = tree(inputs_dir)
     out = tmp_path / out_name
-    r = diffuse("noise", inputs_dir / source, "-o", out, "--sigma", "5", "--seed", "1")
+    r = diffuse_in_process("noise", inputs_dir / source, "-o", out, "--sigma", "5", "--seed", "1")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     if note:
@@ -468,7 +475,7 @@ def test_unusual_images_denoise(source, inputs_dir, models_dir, tmp_path):
     model = models_dir / ("gray" if source in ("la.png", "gray16.png", "float.tif", "dot.png", "wide.png")
                           else "rgb")
     out = tmp_path / "out.png"
-    r = diffuse("denoise", inputs_dir / source, "-o", out, "--model", model, "--sigma", "5")
+    r = diffuse_in_process("denoise", inputs_dir / source, "-o", out, "--model", model, "--sigma", "5")
     assert r.returncode == 0, r.stderr
     with Image.open(inputs_dir / source) as original, Image.open(out) as written:
         assert written.size == original.size
@@ -480,10 +487,10 @@ def test_unusual_images_denoise(source, inputs_dir, models_dir, tmp_path):
 def test_existing_output_needs_force(inputs_dir, tmp_path):
     out = tmp_path / "out.png"
     out.write_bytes(b"keep me")
-    r = diffuse("noise", inputs_dir / "ok.png", "-o", out, "--sigma", "5")
+    r = diffuse_in_process("noise", inputs_dir / "ok.png", "-o", out, "--sigma", "5")
     assert r.returncode == 2 and "--force" in r.stderr and "out.png" in r.stderr
     assert out.read_bytes() == b"keep me"
-    assert diffuse("noise", inputs_dir / "ok.png", "-o", out, "--sigma", "5", "--force").returncode == 0
+    assert diffuse_in_process("noise", inputs_dir / "ok.png", "-o", out, "--sigma", "5", "--force").returncode == 0
     assert Image.open(out).size == (32, 32)
 
 
