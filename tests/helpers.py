@@ -39,17 +39,20 @@ def diffuse(*args, stdin: bytes | None = None, timeout: float = 300, env: dict |
 
 @contextlib.contextmanager
 def _fd_captured(fd: int):
-    """Send what native code writes to file descriptor ``fd`` to a temporary file; yields a function that
-    reads it back (after the block)."""
-    sink = tempfile.TemporaryFile()
+    """What native code writes to file descriptor ``fd`` inside the block, in the bytearray it yields (filled
+    when the block ends)."""
+    captured = bytearray()
     (sys.stdout if fd == 1 else sys.stderr).flush()
-    saved = os.dup(fd)
-    os.dup2(sink.fileno(), fd)
-    try:
-        yield lambda: (sink.seek(0), sink.read())[1]
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(fd)
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            captured += sink.read()
 
 
 def diffuse_in_process(*args, stdin: bytes | None = None, env: dict | None = None) -> Result:
@@ -79,9 +82,7 @@ def diffuse_in_process(*args, stdin: bytes | None = None, env: dict | None = Non
             sys.stdout.flush()
             sys.stderr.flush()
             stdout, stderr = out.getvalue(), err.getvalue()
-    stdout += native_out()
-    stderr += native_err()
-    return Result(code, stdout, stderr.decode(errors="replace"))
+    return Result(code, stdout + bytes(native_out), (stderr + bytes(native_err)).decode(errors="replace"))
 
 
 def midtone_gray(h: int, w: int, seed: int = 0) -> np.ndarray:
