@@ -24,7 +24,7 @@ SAMPLES = ROOT / "sample_data"
 
 # name -> (noisy sample, clean sample, gain floor in dB). Measured (bundling run): see README "Results".
 FLOORS = {
-    "photo-gray": ("photo-gray-noisy.png", "photo-gray.png", 9.0),  # measured +9.51 dB (v2, step 750)
+    "photo-gray": ("photo-gray-noisy.png", "photo-gray.png", 9.0),  # measured +9.51 dB (v2, 1500 fine-tuning steps)
     "speech-16k": ("speech-noisy.wav", "speech.wav", 6.5),  # measured +8.4 dB (SNR 10.0 -> 18.4)
     "signal": ("sensor-noisy.csv", "sensor.csv", 11.0),  # measured +12.9 dB (value column 11.2 -> 24.1)
 }
