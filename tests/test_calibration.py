@@ -51,16 +51,18 @@ def test_config_round_trips_the_curve_and_rejects_bad_ones() -> None:
             ModelConfig.from_dict(cfg, "config.json")
 
 
-def _copy_with_curve(tmp_path, curve):  # the bundled gray model with a calibration curve added
+def _copy_with_curve(tmp_path, curve, name):  # the bundled gray model with this calibration curve (or none)
     import json
     import shutil
 
     from diffuse_cli import models as bundled
 
-    out = tmp_path / "calibrated"
+    out = tmp_path / name
     shutil.copytree(bundled.MODELS_DIR / "photo-gray", out)
     cfg = json.loads((out / "config.json").read_text())
-    cfg["sigma_calibration"] = curve
+    cfg.pop("sigma_calibration", None)
+    if curve:
+        cfg["sigma_calibration"] = curve
     (out / "config.json").write_text(json.dumps(cfg))
     return str(out)
 
@@ -69,23 +71,27 @@ def test_one_step_with_a_given_sigma_is_told_the_calibrated_sigma(tmp_path) -> N
     import numpy as np
 
     from diffuse_cli import denoising, litert_model
-    from diffuse_cli import models as bundled
     from diffuse_cli.io import Media
 
     rng = np.random.default_rng(0)
     clean = np.clip(np.linspace(-0.8, 0.8, 48)[None, :, None] + np.zeros((48, 1, 1)), -1, 1)
     noisy = np.clip(clean + 0.2 * rng.standard_normal(clean.shape), -1, 1).astype(np.float32)
 
+    reports = []
+
     def run(model_dir, **opts):
         model, _ = litert_model.open_model(model_dir, "auto")
         media = Media(domain="image", samples=noisy.copy(), fmt="png", scale=127.5, mode="L", bit_depth=8)
-        out, _ = denoising.denoise_media(media, model, denoising.DenoiseOptions(**opts))
+        out, report = denoising.denoise_media(media, model, denoising.DenoiseOptions(**opts))
+        reports.append(report)
         return out.samples
 
     # sigma 25.5 file units = 0.2 model units: log-halfway between 0.1 and 0.4 -> k = 0.95
-    calibrated = _copy_with_curve(tmp_path, CURVE)
-    plain = str(bundled.MODELS_DIR / "photo-gray")
+    calibrated = _copy_with_curve(tmp_path, CURVE, "calibrated")
+    plain = _copy_with_curve(tmp_path, None, "plain")
     np.testing.assert_array_equal(run(calibrated, sigma=25.5), run(plain, sigma=25.5 * 0.95))
+    # the report keeps the sigma given and gives the step actually used
+    assert reports[0]["sigma"] == 25.5 and reports[0]["t_star"] == reports[1]["t_star"]
     assert not np.array_equal(run(calibrated, sigma=25.5), run(plain, sigma=25.5))
     # estimated sigma (already the noise as it is in the file) and DDIM are not rescaled
     np.testing.assert_array_equal(run(calibrated), run(plain))

@@ -97,8 +97,8 @@ def denoise_media(
     for c, prepared in coloured.items():  # the white floor left after the coloured excess was removed
         noise.sigmas[c] = noise.blind[c] = float(prepared.sigma)
     calibrated = options.calibrate and options.method == Method.onestep and not noise.estimated
-    plan, untouched = _start_steps(noise, kind, model.schedule, notes,
-                                   model.config.sigma_calibration if calibrated else ())
+    calibration = model.config.sigma_calibration if calibrated else ()
+    plan, untouched = _start_steps(noise, kind, model.schedule, notes, calibration)
     data_range = value_range if media.domain == "image" else None
     fallback = options.on_harm == "fallback"  # it cleans again from the input, so the input must be kept
 
@@ -122,7 +122,7 @@ def denoise_media(
         harm = _fall_back(harm, plan, noise, model.schedule, clean_with, int(shape[-1]), int(model.rank), result,
                           x, opponent)
     result = result[:, 0] if media.samples.ndim == 1 else result
-    report = _report(noise, plan, kind, impulses, options, model.schedule, notes, opponent)
+    report = _report(noise, plan, kind, impulses, options, model.schedule, notes, opponent, calibration)
     report["check"] = harm.report(noise, opponent)
     if rates and rates.high is not None:
         report["energy_above_band"] = rates.share
@@ -621,8 +621,10 @@ def _writer(result: np.ndarray, x: np.ndarray, work: np.dtype, opponent: bool, c
 
 
 def _report(noise: _Noise, plan: list[tuple[slice, float | None]], kind: NoiseKind, impulses: int,
-            options: DenoiseOptions, schedule: sch.Schedule, notes: list[str], opponent: bool) -> dict:
-    """What was done, for the user and ``--json``: sigma in file units (:func:`_headline`), t*, method and
+            options: DenoiseOptions, schedule: sch.Schedule, notes: list[str], opponent: bool,
+            calibration: tuple[tuple[float, float], ...] = ()) -> dict:
+    """What was done, for the user and ``--json``: sigma in file units (:func:`_headline`), t* (of the
+    calibrated sigma where ``calibration`` applies), method and
     notes. With several channel groups, ``sigma_per_channel`` gives each one's sigma in file units, None
     for one left as it was (a time column, a channel with no noise); ``sigma_channels`` names the opponent
     channels of a colour image cleaned by a gray model (their sigmas in RGB-equivalent units)."""
@@ -635,7 +637,7 @@ def _report(noise: _Noise, plan: list[tuple[slice, float | None]], kind: NoiseKi
         "sigma": float(np.median([sigma_file[i] for i in headline])),
         "sigma_model": sigma_model,
         "sigma_estimated": noise.estimated,
-        "t_star": t_star(schedule, min(sigma_model, top)),
+        "t_star": t_star(schedule, min(sigma_model * sigma_scale(calibration, sigma_model), top)),
         "method": options.method.value,
         "steps": 1 if options.method == Method.onestep else int(options.steps),
         "noise_kind_used": kind.value,
