@@ -688,4 +688,4 @@ def test_choice_options_are_enums():
     with pytest.raises(ValueError, match="pink"):
         dn.DenoiseOptions(noise_kind="pink")
     assert [m.value for m in Method] == ["onestep", "ddim", "ddpm"]
-    assert [k.value for k in NoiseKind] == ["gaussian", "salt-pepper", "auto"]
+    assert [k.value for k in NoiseKind] == ["gaussian", "salt-pepper", "poisson", "auto"]
