@@ -20,6 +20,14 @@ def cfg(domain="image", channels=1, **kw) -> ModelConfig:
     return default_config(domain, channels, **{"widths": [8, 16], "embedding_dim": 16, **kw})
 
 
+def write_model(model_dir: str, config: ModelConfig, model) -> None:
+    """config.json and the weights, what load_model reads: the folders of the load tests, without the
+    SavedModel and model.tflite exports that save_model adds (test_modelstore_save_load_* tests those)."""
+    os.makedirs(model_dir, exist_ok=True)
+    model.save_weights(os.path.join(model_dir, modelstore.WEIGHTS_NAME))
+    modelstore.write_config(model_dir, config)
+
+
 def randomize(model, seed=0, scale=0.2) -> None:
     """Random weights everywhere (the last conv is zero-initialised, so outputs would be all zero)."""
     rng = np.random.default_rng(seed)
@@ -156,7 +164,7 @@ def test_modelstore_save_load_eps_single_trace_and_encodings(tmp_path):
 
 def test_sinusoidal_model_step_encodings(tmp_path):
     c = cfg("signal", 1, embedding_dim=10)
-    modelstore.save_model(str(tmp_path), c, networks.build_network(c), tflite=False)
+    write_model(str(tmp_path), c, networks.build_network(c))
     loaded = modelstore.load_model(str(tmp_path))
     steps = np.array([0.0, 1.5, 600.0])
     np.testing.assert_allclose(loaded.step_encodings(steps), sinusoidal_step_encoding(steps, 10), atol=1e-6)
@@ -211,7 +219,7 @@ def test_load_model_bad_directories(tmp_path):
 
 def test_load_model_weights_of_another_architecture(tmp_path):
     small = cfg("image", 1)
-    modelstore.save_model(str(tmp_path), small, networks.build_network(small), tflite=False)
+    write_model(str(tmp_path), small, networks.build_network(small))
     bigger = {**small.to_dict(), "widths": [16, 32]}
     (tmp_path / "config.json").write_text(json.dumps(bigger))
     with pytest.raises(InputError, match="does not match"):
@@ -242,7 +250,7 @@ def test_loaded_edm_model_turns_network_output_into_eps(tmp_path):
 
 def test_open_model_prefers_litert_and_falls_back_with_a_note(tmp_path):
     c = cfg("signal", 1, embedding_dim=8)
-    modelstore.save_model(str(tmp_path), c, networks.build_network(c), tflite=False)
+    write_model(str(tmp_path), c, networks.build_network(c))
     model, note = litert_model.open_model(str(tmp_path))
     assert isinstance(model, modelstore.LoadedModel) and "no model.tflite" in note and "tflite_export" in note
     with pytest.raises(InputError, match="model.tflite: missing"):
