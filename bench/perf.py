@@ -9,10 +9,15 @@ between them. Absolute times on shared machines are noise; the ratios printed at
 
 - start-up: ``diffuse --help`` and ``diffuse noise`` on a small PNG vs ``python -c pass`` (hyperfine when
   installed, else the median of repeated runs); checks that ``noise`` never imports TensorFlow;
+- one file, cold: ``import tensorflow`` and the LiteRT import alone vs ``diffuse denoise`` on one 512x512
+  gray photo and one 3 s 48 kHz recording, on LiteRT (the default) and ``--runtime tensorflow``, each call a
+  new process (median of interleaved rounds): wall time, peak RSS, whether TensorFlow was imported;
 - denoise: first-file latency of the CLI (process start to output written) and steady in-process
   throughput (megapixels/s, audio seconds per second) for one-step and DDIM-10, vs OpenCV NLM, BM3D and
   noisereduce on the same inputs, every method timed alike (:func:`best_of`: one warm-up call, then the best
-  of 3 timed calls, 1 with --quick);
+  of 3 timed calls, 1 with --quick); one-step again on the TensorFlow runtime (LiteRT ÷ TensorFlow);
+- a folder of 12 photos (scikit-image's bundled images, 512x512 gray, sigma 25): one ``diffuse denoise
+  FOLDER`` call, process start included, vs BM3D in-process on the same photos;
 - training: patches/s of ``diffuse_cli.training.train`` vs a plain ``model.fit`` on the same network and
   batch fed from memory (target: within 10 %);
 - peak RSS for each.
@@ -83,6 +88,24 @@ def run_wait4(cmd: list[str]) -> dict:
                 "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
 
 
+def code_state() -> dict:
+    """The commit measured and the files of the package that differed from it (the tree is shared)."""
+    def git(*argv: str) -> str:
+        res = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True)
+        return res.stdout if res.returncode == 0 else ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "diffuse_cli").splitlines() if line]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "uncommitted_in_diffuse_cli": changed}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its reaped children so far."""
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def best_of(call, repeats: int) -> dict:
     """Time ``call()`` the same way for every method, ours and the baselines alike: one warm-up call (imports,
     graph tracing, caches; reported as first_s), then the best of ``repeats`` timed calls (steady_s)."""
@@ -106,6 +129,7 @@ def child_json(kind: str, extra: list[str]) -> dict:
     lines = [ln for ln in res["stdout"].splitlines() if ln.startswith("{")]
     data = json.loads(lines[-1])
     data["peak_rss_mib"] = res["peak_rss_mib"]
+    data["xnnpack_delegate"] = "XNNPACK delegate" in res["stderr"]  # LiteRT logs it when it applies XNNPACK
     data["process_wall_s"] = res["wall_s"]
     return data
 
@@ -164,6 +188,163 @@ def startup(runs: int, tmp: Path) -> dict:
     return results
 
 
+# ------------------------------------------------------------------------------ one file, cold (new process)
+
+
+# scikit-image data images that ship inside its wheel (skimage/data/; nothing is downloaded), for the folder
+# run: natural photos, textures, micrographs, astronomy; colour ones are taken as luma.
+FOLDER_IMAGES = ("astronaut", "brick", "camera", "cell", "coffee", "grass", "gravel", "hubble_deep_field",
+                 "immunohistochemistry", "moon", "retina", "rocket")
+FOLDER_SIGMA = 25.0
+TF_FLAG = "TF_IMPORTED="
+
+
+def gray_512(image, side: int = 512):
+    """``image`` as 8-bit gray ``side`` x ``side``: luma (ITU-R 601) for colour, centre crop, reflect-padded
+    where smaller."""
+    import numpy as np
+    from PIL import Image
+
+    a = np.asarray(Image.fromarray(image).convert("L")) if image.ndim == 3 else np.asarray(image, np.uint8)
+    pad = [(max(0, side - n) // 2, max(0, side - n) - max(0, side - n) // 2) for n in a.shape]
+    a = np.pad(a, pad, mode="reflect")
+    top, left = (a.shape[0] - side) // 2, (a.shape[1] - side) // 2
+    return a[top : top + side, left : left + side]
+
+
+def add_gaussian(clean, sigma: float, seed: int):
+    """``clip(round(x + sigma n), 0, 255)`` as uint8, ``n ~ N(0, 1)`` from ``default_rng(seed)``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return np.clip(np.round(clean + sigma * rng.standard_normal(clean.shape)), 0, 255).astype(np.uint8)
+
+
+def make_inputs(tmp: Path) -> dict:
+    """The one-file and folder inputs, made here without a download: a 512x512 gray photo (scikit-image's
+    camera + Gaussian noise, sigma 25), a 3 s 48 kHz recording (sample_data/speech.wav resampled to 48 kHz +
+    white noise at 10 dB SNR), and FOLDER_IMAGES as 512x512 gray photos + noise (sigma FOLDER_SIGMA)."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+    from PIL import Image
+    from skimage import data as skdata
+
+    photo = tmp / "photo.png"
+    Image.fromarray(add_gaussian(gray_512(skdata.camera()), 25.0, seed=0)).save(photo)
+    speech, rate = sf.read(str(ROOT / "sample_data/speech.wav"), dtype="float64")
+    x = soxr.resample(speech, rate, 48000)[: 3 * 48000]
+    noise = np.sqrt(np.mean(x**2) / 10) * np.random.default_rng(0).standard_normal(x.shape)  # 10 dB SNR
+    rec = tmp / "rec.wav"
+    sf.write(str(rec), np.clip(x + noise, -1, 1), 48000, subtype="PCM_16")
+    folder = tmp / "photos"
+    folder.mkdir(exist_ok=True)
+    for i, name in enumerate(FOLDER_IMAGES):
+        Image.fromarray(add_gaussian(gray_512(getattr(skdata, name)()), FOLDER_SIGMA, seed=i)).save(
+            folder / f"{name}.png")
+    return {"photo": photo, "rec": rec, "folder": folder, "rec_seconds": len(x) / 48000}
+
+
+def tf_probe(argv: list[str]) -> list[str]:
+    """``diffuse ARGV`` run through the CLI's own main, printing on stderr whether TensorFlow was imported."""
+    code = ("import sys\nfrom diffuse_cli.cli import main\n"
+            f"sys.argv = ['diffuse', *{argv!r}]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            f"print({TF_FLAG!r} + str(any(m == 'tensorflow' or m.startswith('tensorflow.') for m in sys.modules)),"
+            " file=sys.stderr)\n")
+    return [PY, "-c", code]
+
+
+def one_file(rounds: int, tmp: Path, inputs: dict) -> dict:
+    """Wall time and peak RSS of one-file calls, each a new process, in interleaved rounds (so drift in the
+    machine's load hits every command alike): the imports alone, then ``diffuse denoise`` on one photo and
+    one recording with the default runtime (LiteRT) and ``--runtime tensorflow``. A first untimed round
+    warms the page cache; in it the denoise calls run through :func:`tf_probe` (the same CLI main), which
+    says whether the process imported TensorFlow."""
+    cmds: dict[str, tuple[list[str] | None, list[str]]] = {  # name -> (diffuse argv or None, command)
+        "import tensorflow": (None, [PY, "-c", "import tensorflow"]),
+        "import LiteRT": (None, [PY, "-c", "from ai_edge_litert.interpreter import Interpreter"]),
+    }
+    shown = {"import tensorflow": 'python -c "import tensorflow"',
+             "import LiteRT": 'python -c "from ai_edge_litert.interpreter import Interpreter"'}
+    # (name, input, variant, flags); litert is the default runtime. The smaller-calls variant shows how peak
+    # memory follows the pixels per network call (one 512x512 tile per call by default; here four of 272x272,
+    # one per call).
+    variants = [(name, src, runtime, ["--runtime", "tensorflow"] if runtime == "tensorflow" else [])
+                for name, src in (("photo", inputs["photo"]), ("rec", inputs["rec"]))
+                for runtime in ("litert", "tensorflow")]
+    variants.append(("photo", inputs["photo"], "litert, small calls", ["--tile", "272", "--batch", "1"]))
+    for name, src, variant, flags in variants:
+        ext = src.suffix
+        argv = ["denoise", str(src), "-o", str(tmp / f"clean{ext}"), "--force", "--quiet", *flags]
+        key = f"denoise {name} ({variant})"
+        cmds[key] = (argv, [*diffuse_cmd(), *argv])
+        shown[key] = " ".join(["diffuse denoise", f"{name}{ext}", "-o", f"clean{ext}", *flags])
+    results: dict = {name: {"wall_s": [], "peak_rss_mib": [], "cmd": shown[name]} for name in cmds}
+    for r in range(rounds + 1):
+        for name, (argv, cmd) in cmds.items():
+            res = run_wait4(tf_probe(argv) if (r == 0 and argv) else cmd)
+            entry = results[name]
+            if res["rc"] != 0:
+                entry["error"] = res["stderr"].strip()[-300:]
+                log(f"[one-file] {name} failed: {entry['error']}")
+                continue
+            if r == 0:
+                if argv:
+                    entry["imports_tensorflow"] = f"{TF_FLAG}True" in res["stderr"]
+                continue
+            entry["wall_s"].append(res["wall_s"])
+            entry["peak_rss_mib"].append(res["peak_rss_mib"])
+    for entry in results.values():
+        if entry["wall_s"]:
+            entry.update({"median_s": statistics.median(entry["wall_s"]), "best_s": min(entry["wall_s"]),
+                          "max_peak_rss_mib": max(entry["peak_rss_mib"])})
+    return results
+
+
+def folder_run(repeats: int, tmp: Path, inputs: dict, no_bm3d: bool) -> dict:
+    """One ``diffuse denoise FOLDER -o OUTDIR --sigma 25`` call (process start to last file written; median
+    of ``repeats`` calls into fresh folders) vs BM3D on the same noisy photos, in-process with sigma known
+    (only the bm3d calls are timed: imports and file reads are not counted for it)."""
+    folder = inputs["folder"]
+    ours: dict = {"wall_s": [], "peak_rss_mib": [], "files": len(FOLDER_IMAGES)}
+    for i in range(repeats):
+        dst = tmp / f"folder-out-{i}"
+        res = run_wait4([*diffuse_cmd(), "denoise", str(folder), "-o", str(dst), "--sigma", str(FOLDER_SIGMA),
+                         "--quiet"])
+        written = len(list(dst.glob("*.png"))) if dst.is_dir() else 0
+        if res["rc"] != 0 or written != len(FOLDER_IMAGES):
+            ours["error"] = f"exit {res['rc']}, {written} files written: {res['stderr'].strip()[-300:]}"
+            log(f"[folder] ours failed: {ours['error']}")
+            break
+        ours["wall_s"].append(res["wall_s"])
+        ours["peak_rss_mib"].append(res["peak_rss_mib"])
+        shutil.rmtree(dst, ignore_errors=True)
+    if ours["wall_s"]:
+        ours.update({"median_s": statistics.median(ours["wall_s"]), "best_s": min(ours["wall_s"]),
+                     "max_peak_rss_mib": max(ours["peak_rss_mib"])})
+    out = {"ours": ours, "images": list(FOLDER_IMAGES), "side": 512, "sigma": FOLDER_SIGMA}
+    if not no_bm3d:
+        out["bm3d"] = child_json("bm3d-folder", ["--tmp", str(folder)])
+    return out
+
+
+def child_bm3d_folder(args: argparse.Namespace) -> dict:
+    """BM3D (``bm3d`` package, sigma known) on every PNG of the folder ``--tmp``: seconds of the bm3d calls."""
+    import bm3d
+    import numpy as np
+    from PIL import Image
+
+    per_image = {}
+    for path in sorted(Path(args.tmp).glob("*.png")):
+        with Image.open(path) as im:
+            noisy = np.asarray(im, dtype=np.float64) / 255.0
+        t0 = time.perf_counter()
+        bm3d.bm3d(noisy, sigma_psd=FOLDER_SIGMA / 255)
+        per_image[path.name] = time.perf_counter() - t0
+    return {"total_s": sum(per_image.values()), "per_image_s": per_image, "files": len(per_image)}
+
+
 # --------------------------------------------------------------------------------------- child: inference
 
 
@@ -200,23 +381,37 @@ def _ensure_model(kind: str, explicit: str | None, tmp: str) -> tuple[str, bool]
 
 
 def child_infer(args: argparse.Namespace) -> dict:
-    """In-process steady throughput of our engine vs OpenCV NLM and BM3D on the same noisy images."""
-    import numpy as np
+    """In-process steady throughput of our engine vs OpenCV NLM and BM3D on the same noisy images.
 
+    ``--runtime``: what runs the network (``auto``: LiteRT, as ``diffuse denoise`` does; ``tensorflow``: the
+    Keras weights). ``--onestep-only``: one-step alone, no DDIM and no baselines (the runtime comparison).
+    """
     sys.path.insert(0, str(ROOT))
+    from diffuse_cli import litert_model
+
+    t0 = time.perf_counter()
+    model, _ = litert_model.open_model(args.model_dir, args.runtime)
+    load_s = time.perf_counter() - t0
+    out: dict = {"kind": args.kind, "model": args.model_dir, "load_s": load_s, "runtime": model.runtime,
+                 "threads": litert_model.available_cores() if model.runtime == "litert" else None}
+    _infer(args, model, out)
+    out["imports_tensorflow"] = _tensorflow_imported()
+    return out
+
+
+def _tensorflow_imported() -> bool:
+    return any(m == "tensorflow" or m.startswith("tensorflow.") for m in sys.modules)
+
+
+def _infer(args: argparse.Namespace, model, out: dict) -> dict:
+    """The timings of child_infer, added to ``out``."""
+    import numpy as np
     from PIL import Image
 
     from diffuse_cli import denoising
     from diffuse_cli import io as dio
 
     kind = args.kind
-    model_dir = args.model_dir
-    from diffuse_cli import modelstore
-
-    t0 = time.perf_counter()
-    model = modelstore.load_model(model_dir)
-    load_s = time.perf_counter() - t0
-    out: dict = {"kind": kind, "model": model_dir, "load_s": load_s}
     if kind == "audio":
         import io as pyio
 
@@ -232,6 +427,9 @@ def child_infer(args: argparse.Namespace) -> dict:
         opts = denoising.DenoiseOptions(sigma=None, method="onestep", seed=0)
         e = best_of(lambda: denoising.denoise_media(media, model, opts), args.repeats)
         out["ours-onestep"] = {**e, "audio_s_per_s": seconds / e["steady_s"], "rtf": e["steady_s"] / seconds}
+        out["audio_seconds"] = seconds
+        if args.onestep_only:
+            return out
         short = min(10.0, seconds)
         buf = pyio.BytesIO()
         sf.write(buf, y[: int(short * rate)], rate, format="WAV", subtype="PCM_16")
@@ -264,11 +462,13 @@ def child_infer(args: argparse.Namespace) -> dict:
     media = dio.load_bytes(buf.getvalue(), "perf.png")
     mp = side * side / 1e6
     out["megapixels"] = mp
-    for method in ("onestep", "ddim"):  # the first call of each traces or warms what it needs
+    for method in ("onestep",) if args.onestep_only else ("onestep", "ddim"):  # each first call warms up
         opts = denoising.DenoiseOptions(sigma=25.0, method=method, steps=10, seed=0)
         e = best_of(lambda opts=opts: denoising.denoise_media(media, model, opts), args.repeats)
         out[f"ours-{method}"] = {**e, "mp_per_s": mp / e["steady_s"]}
     out["trace_count"] = getattr(model, "trace_count", None)
+    if args.onestep_only:
+        return out
     try:
         import cv2
 
@@ -412,20 +612,52 @@ def markdown(report: dict) -> str:
     """perf.md: the same tables as the terminal, from perf.json's numbers."""
     s, infer = report["startup"], report.get("inference", {})
     lat, base_mem = report.get("first_file_latency", {}), report.get("baseline_memory", {})
+    machine = report["machine"]
+    cpu = report.get("section_cpu_s", {})
+    minutes = ", ".join(f"{k} {v / 60:.1f}" + (f" (CPU {cpu[k] / 60:.1f})" if k in cpu else "")
+                        for k, v in report.get("section_s", {}).items())
     lines = ["# `make perf`: start-up, throughput, training and memory (one run)", "",
-             f"{report['machine']['cpu_count']} CPUs, Python {report['machine']['python']}; settings "
-             f"{json.dumps(report['settings'])}; {report['elapsed_s'] / 60:.1f} min. Ratios are from this run only; "
-             "absolute times on a shared machine are noise.", "",
+             f"{machine['cpu_count']} CPUs, Python {machine['python']}; settings "
+             f"{json.dumps(report['settings'])}; {report['elapsed_s'] / 60:.1f} min (by section, wall and the CPU "
+             f"minutes of this process and its children: {minutes}). "
+             f"Load average {machine.get('load_average_at_start', 0):.1f} at the start, "
+             f"{machine.get('load_average_at_end', 0):.1f} at the end. Code: commit "
+             f"{report.get('code', {}).get('commit')}"
+             + (f", with uncommitted changes in {', '.join(report['code']['uncommitted_in_diffuse_cli'])}"
+                if report.get("code", {}).get("uncommitted_in_diffuse_cli") else "") + ".", "",
+             "The machine is shared (other agents, a training run), so absolute times are noise: every comparison "
+             "is a ratio of two measurements from this same run, and the one-file calls run in interleaved rounds "
+             "so that a change in load hits each command alike.", "",
              "## Start-up (median wall time)", "", "| command | median s | peak RSS MiB | tool |", "|---|---|---|---|"]
     for name in ("python -c pass", "diffuse --help", "diffuse noise"):
         e = s.get(name, {})
         lines.append(f"| `{name}` | {_f(e.get('median_s'))} | {_f(e.get('peak_rss_mib'), 0)} | {e.get('tool', '')} |")
     lines.append(f"\n`diffuse noise` imports TensorFlow: **{s.get('noise_imports_tensorflow')}**\n")
+    one = report.get("one_file", {})
+    if one:
+        ins = report.get("one_file_inputs", {})
+        lines += ["## One file, cold (each call a new process)", "",
+                  f"`photo.png`: {ins.get('photo')}; `rec.wav`: {ins.get('rec')}. Default runtime: LiteRT (the "
+                  f"bundled models ship `model.tflite`). {report['settings']['one_file_rounds']} interleaved rounds "
+                  "after an untimed one; peak RSS is the process's own `ru_maxrss` (the highest of the rounds). "
+                  "*Imports TF*: `tensorflow` in `sys.modules` at the end of the untimed round (the CLI's main run "
+                  "in a small wrapper).", "",
+                  "| command | median s | best s | peak RSS MiB | imports TF |", "|---|---|---|---|---|"]
+        for e in one.values():
+            if "error" in e and not e.get("wall_s"):
+                lines.append(f"| `{e['cmd']}` | error: {e['error'][:80]} | | | |")
+                continue
+            lines.append(f"| `{e['cmd']}` | {_f(e.get('median_s'), 2)} | {_f(e.get('best_s'), 2)} | "
+                         f"{_f(e.get('max_peak_rss_mib'), 0)} | {_f(e.get('imports_tensorflow', '–'))} |")
+        lines.append("")
     lines += ["## Denoise", "", "First file: the CLI from process start to output written (imports, model load, "
               "trace). Every method, ours and the baselines: one warm-up call (first call s), then steady = best "
               "of the repeats, in-process.", "",
               "| input | method | first-file s (CLI) | first call s | steady s | MP/s or audio s/s | peak RSS MiB |",
               "|---|---|---|---|---|---|---|"]
+    runtimes = sorted({f"{r.get('runtime')}" + (f" ({r['threads']} threads)" if r.get("threads") else "")
+                       for r in infer.values() if "error" not in r})
+    lines.insert(-2, f"Ours runs on: {', '.join(runtimes)}, as `diffuse denoise` does by default.\n")
     for kind, r in infer.items():
         if "error" in r:
             lines.append(f"| {kind} | error | {r['error'][:80]} | | | | |")
@@ -439,6 +671,42 @@ def markdown(report: dict) -> str:
             speed = e.get("mp_per_s", e.get("audio_s_per_s"))
             lines.append(f"| {kind} | {method} | {_f(first_file, 2)} | {_f(e.get('first_s'))} | "
                          f"{_f(e.get('steady_s'))} | {_f(speed)} | {_f(peak, 0)} |")
+    infer_tf = report.get("inference_tensorflow", {})
+    if infer_tf:
+        lines += ["", "## Runtime: LiteRT vs TensorFlow (in-process, steady, same model and input)", "",
+                  "One-step, the inputs of the table above (gray: the 512×512 photo at σ 25; audio: "
+                  f"{report['settings']['audio_seconds']:.0f} s of 16 kHz speech, σ estimated). LiteRT: XNNPACK "
+                  "(LiteRT's CPU delegate), threads = cores available. Each: one warm-up call, best of the repeats.",
+                  "", "| input | runtime | load s | first call s | steady s | MP/s or audio s/s | peak RSS MiB | "
+                  "imports TF |", "|---|---|---|---|---|---|---|---|"]
+        for kind in infer_tf:
+            for r in (infer.get(kind, {}), infer_tf[kind]):
+                if "error" in r or "ours-onestep" not in r:
+                    lines.append(f"| {kind} | error | {r.get('error', 'not run')[:80]} | | | | | |")
+                    continue
+                e = r["ours-onestep"]
+                name = r["runtime"] + (f" (XNNPACK, {r['threads']} threads)" if r.get("xnnpack_delegate") else "")
+                lines.append(f"| {kind} | {name} | {_f(r.get('load_s'), 2)} | {_f(e.get('first_s'))} | "
+                             f"{_f(e.get('steady_s'))} | {_f(e.get('mp_per_s', e.get('audio_s_per_s')))} | "
+                             f"{_f(r.get('peak_rss_mib'), 0)} | {_f(r.get('imports_tensorflow'))} |")
+    folder = report.get("folder")
+    if folder:
+        o, b = folder["ours"], folder.get("bm3d", {})
+        lines += ["", f"## A folder of {len(folder['images'])} photos vs BM3D", "",
+                  f"scikit-image's {', '.join(folder['images'])} (shipped in its wheel), as {folder['side']}×"
+                  f"{folder['side']} gray (luma, centre crop, reflect padding) + Gaussian noise σ {folder['sigma']:g}. "
+                  f"Ours: one `diffuse denoise FOLDER -o OUTDIR --sigma {folder['sigma']:g}` call, process start to "
+                  "the last file written (median of the calls). BM3D: the `bm3d` package, in-process, σ known, only "
+                  "its calls timed.", "", "| method | wall s | per photo s | peak RSS MiB | runs s |",
+                  "|---|---|---|---|---|"]
+        n = len(folder["images"])
+        per = o["median_s"] / n if o.get("median_s") else None
+        lines.append(f"| ours (CLI, one process) | {_f(o.get('median_s'), 2)} | {_f(per)} | "
+                     f"{_f(o.get('max_peak_rss_mib'), 0)} | {', '.join(_f(v, 2) for v in o.get('wall_s', []))} |")
+        if b:
+            per = b["total_s"] / n if b.get("total_s") else None
+            lines.append(f"| BM3D (in-process) | {_f(b.get('total_s'), 2)} | {_f(per)} | "
+                         f"{_f(b.get('peak_rss_mib'), 0)} | {_f(b.get('total_s'), 2)} |")
     if "training" in report:
         lines += ["", "## Training (patches/s, steady: after the first third; best of alternating rounds)", "",
                   "| run | patches/s (best) | all rounds | peak RSS MiB |", "|---|---|---|---|"]
@@ -469,6 +737,7 @@ def main() -> int:
     p.add_argument("--no-bm3d", action="store_true")
     p.add_argument("--no-train", action="store_true")
     p.add_argument("--train-rounds", type=int, default=3, help="alternating training runs (best of each)")
+    p.add_argument("--one-file-rounds", type=int, default=3, help="timed rounds of the one-file calls (median)")
     # child mode
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--kind", default="gray", help=argparse.SUPPRESS)
@@ -478,11 +747,13 @@ def main() -> int:
     p.add_argument("--audio-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=96, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=16, help=argparse.SUPPRESS)
+    p.add_argument("--runtime", default="auto", choices=("auto", "litert", "tensorflow"), help=argparse.SUPPRESS)
+    p.add_argument("--onestep-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.child:
         fn = {"infer": child_infer, "train-ours": child_train_ours, "train-plain": child_train_plain,
-              "baseline": child_bm3d_only, "model": None}[args.child]
+              "baseline": child_bm3d_only, "bm3d-folder": child_bm3d_folder, "model": None}[args.child]
         if args.child == "model":
             path, trained = _ensure_model(args.kind, args.model_dir, args.tmp)
             print(json.dumps({"path": path, "trained": trained}))
@@ -496,14 +767,28 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="diffuse-perf-"))
     if args.quick:
         args.side, args.repeats, args.steps, args.audio_seconds, args.train_rounds = 256, 1, 24, 10.0, 1
+        args.one_file_rounds = 1
     common = ["--tmp", str(tmp), "--side", str(args.side), "--image", args.image, "--repeats", str(args.repeats)]
     common += ["--no-bm3d"] if args.no_bm3d else []
-    report: dict = {"machine": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]}, "settings": {
+    report: dict = {"machine": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+                                "load_average_at_start": os.getloadavg()[0]}, "settings": {
         "side": args.side, "repeats": args.repeats, "train_steps": args.steps, "batch": args.batch,
-        "audio_seconds": args.audio_seconds}}
+        "audio_seconds": args.audio_seconds, "one_file_rounds": args.one_file_rounds}}
+    sections: dict[str, float] = {}  # wall seconds per section
+    cpu: dict[str, float] = {}  # CPU seconds per section (this process and its children)
+    report["code"] = code_state()
 
     log("start-up ...")
+    mark, cpu_mark = time.perf_counter(), cpu_seconds()
     report["startup"] = startup(3 if args.quick else 10, tmp)
+    inputs = make_inputs(tmp)
+    log("one file, cold (new process each): imports, denoise on LiteRT and on TensorFlow ...")
+    report["one_file"] = one_file(args.one_file_rounds, tmp, inputs)
+    report["one_file_inputs"] = {"photo": "scikit-image camera, 512x512 gray, + Gaussian noise sigma 25",
+                                 "rec": f"sample_data/speech.wav resampled to 48 kHz, {inputs['rec_seconds']:.1f} s,"
+                                        " + white noise at 10 dB SNR (PCM_16)"}
+    sections["start-up and one file"] = time.perf_counter() - mark
+    cpu["start-up and one file"] = cpu_seconds() - cpu_mark
 
     models = {}
     for kind, explicit in (("gray", args.model_image), ("color", args.model_image_color), ("audio", args.model_audio)):
@@ -527,6 +812,7 @@ def main() -> int:
     report["first_file_latency"] = latency
 
     log("denoise throughput ...")
+    mark, cpu_mark = time.perf_counter(), cpu_seconds()
     infer = {}
     for kind in ("gray", "color", "audio"):
         m = models[kind]
@@ -534,13 +820,29 @@ def main() -> int:
             infer[kind] = child_json("infer", [*common, "--kind", kind, "--model-dir", m["path"],
                                                "--audio-seconds", str(args.audio_seconds)])
     report["inference"] = infer
+    # The same model and inputs on the TensorFlow runtime (one-step): what LiteRT gains per call once warm.
+    infer_tf = {}
+    for kind in ("gray", "audio"):
+        m = models[kind]
+        if "path" in m:
+            infer_tf[kind] = child_json("infer", [*common, "--kind", kind, "--model-dir", m["path"], "--audio-seconds",
+                                                  str(args.audio_seconds), "--runtime", "tensorflow", "--onestep-only"])
+    report["inference_tensorflow"] = infer_tf
     baseline_mem = {}
     for kind in ("nlm-opencv",) + (() if args.no_bm3d else ("bm3d",)):
         baseline_mem[kind] = child_json("baseline", [*common, "--kind", kind])
     report["baseline_memory"] = baseline_mem
+    sections["throughput"] = time.perf_counter() - mark
+    cpu["throughput"] = cpu_seconds() - cpu_mark
+    log(f"folder of {len(FOLDER_IMAGES)} photos: diffuse denoise FOLDER vs BM3D ...")
+    mark, cpu_mark = time.perf_counter(), cpu_seconds()
+    report["folder"] = folder_run(1 if args.quick else 3, tmp, inputs, args.no_bm3d)
+    sections["folder"] = time.perf_counter() - mark
+    cpu["folder"] = cpu_seconds() - cpu_mark
 
     if not args.no_train:
         log("training throughput ...")
+        mark, cpu_mark = time.perf_counter(), cpu_seconds()
         tr = ["--tmp", str(tmp), "--steps", str(args.steps), "--batch", str(args.batch)]
         # Alternate the two, best of `rounds` each: shared machines drift by tens of percent between runs.
         runs: dict[str, list[dict]] = {"ours": [], "plain_fit": []}
@@ -555,6 +857,11 @@ def main() -> int:
             ok = [r for r in rs if "error" not in r]
             best = max(ok, key=lambda r: r["patches_per_s"]) if ok else (rs[-1] if rs else {"error": "not run"})
             report["training"][name] = {**best, "all_patches_per_s": [r.get("patches_per_s") for r in rs]}
+        sections["training"] = time.perf_counter() - mark
+        cpu["training"] = cpu_seconds() - cpu_mark
+    report["section_s"] = sections
+    report["section_cpu_s"] = cpu
+    report["machine"]["load_average_at_end"] = os.getloadavg()[0]
 
     # Ratios.
     s = report["startup"]
@@ -572,6 +879,43 @@ def main() -> int:
         add("diffuse noise minus python -c pass (s)", noise_s - base, "", None)
     add("diffuse noise imports TensorFlow", s.get("noise_imports_tensorflow"), "False",
         s.get("noise_imports_tensorflow") is False)
+    one = report["one_file"]
+    tf_import = one["import tensorflow"].get("median_s")
+    for name, what in (("photo", "512×512 gray photo"), ("rec", "3 s 48 kHz recording")):
+        lite, tf = one[f"denoise {name} (litert)"], one[f"denoise {name} (tensorflow)"]
+        v = ratio(lite.get("median_s"), tf_import)
+        add(f"one file ({what}): denoise (LiteRT) wall ÷ `import tensorflow` wall", v, "≤ 0.5",
+            v is not None and v <= 0.5, f"median {_f(lite.get('median_s'), 2)} vs {_f(tf_import, 2)} s, new processes")
+        v = ratio(tf.get("median_s"), lite.get("median_s"))
+        add(f"one file ({what}): denoise --runtime tensorflow wall ÷ LiteRT wall", v, "", None,
+            f"median {_f(tf.get('median_s'), 2)} vs {_f(lite.get('median_s'), 2)} s")
+        mb = lite["max_peak_rss_mib"] * 2**20 / 1e6 if lite.get("max_peak_rss_mib") else None
+        add(f"one file ({what}): denoise (LiteRT) peak RSS, MB", mb, "< 400 MB", mb is not None and mb < 400,
+            f"{_f(lite.get('max_peak_rss_mib'), 0)} MiB (highest of the runs); --runtime tensorflow "
+            f"{_f(tf.get('max_peak_rss_mib'), 0)} MiB")
+        add(f"one file ({what}): the LiteRT denoise process imports TensorFlow", lite.get("imports_tensorflow"),
+            "False", lite.get("imports_tensorflow") is False,
+            f"--runtime tensorflow: {tf.get('imports_tensorflow')} (the probe's control)")
+    small, default = one.get("denoise photo (litert, small calls)", {}), one["denoise photo (litert)"]
+    if small.get("max_peak_rss_mib"):
+        add("one file (512×512 gray photo), `--tile 272 --batch 1` (four 272² calls): peak RSS, MB",
+            small["max_peak_rss_mib"] * 2**20 / 1e6, "", None,
+            f"{small['max_peak_rss_mib']:.0f} vs {_f(default.get('max_peak_rss_mib'), 0)} MiB with one 512² call; "
+            f"wall {_f(small.get('median_s'), 2)} vs {_f(default.get('median_s'), 2)} s")
+    for kind, what in (("gray", "gray 512×512 one-step, MP/s"), ("audio", "audio one-step, audio s/s")):
+        lite = report["inference"].get(kind, {}).get("ours-onestep", {})
+        tf = report["inference_tensorflow"].get(kind, {}).get("ours-onestep", {})
+        unit = "mp_per_s" if kind == "gray" else "audio_s_per_s"
+        v = ratio(lite.get(unit), tf.get(unit))
+        add(f"in-process, steady: LiteRT ÷ TensorFlow runtime ({what})", v, "", None,
+            f"{_f(lite.get(unit))} vs {_f(tf.get(unit))}; LiteRT threads "
+            f"{report['inference'].get(kind, {}).get('threads')}")
+    folder = report["folder"]
+    ours_s, bm3d_s = folder["ours"].get("median_s"), folder.get("bm3d", {}).get("total_s")
+    v = ratio(bm3d_s, ours_s)
+    add(f"folder of {len(folder['images'])} photos (512×512, σ 25): BM3D time ÷ one `diffuse denoise FOLDER` call",
+        v, "≥ 20×", None if v is None else v >= 20,
+        f"{_f(bm3d_s, 1)} s (in-process, σ known) vs {_f(ours_s, 1)} s (process start included, median)")
     for kind, r in infer.items():
         if "error" in r:
             continue
@@ -592,9 +936,11 @@ def main() -> int:
                     add(f"{kind}: ours {method} MP/s ÷ {other} MP/s", v, target,
                         (v or 0) >= 20 if target else None,
                         f"{o.get('mp_per_s', 0):.3f} vs {r[other]['mp_per_s']:.3f} MP/s")
-    for kind, r in infer.items():
-        if "error" not in r and r.get("trace_count") is not None:
-            add(f"{kind}: graph traces for all calls of the run", r["trace_count"], "≤ 3", r["trace_count"] <= 3)
+    for label, runs in (("", infer), (" (TensorFlow runtime, one-step calls)", report["inference_tensorflow"])):
+        for kind, r in runs.items():
+            if "error" not in r and r.get("trace_count") is not None:
+                add(f"{kind}: graph traces for all calls of the run{label}", r["trace_count"], "≤ 3",
+                    r["trace_count"] <= 3)
     audio = infer.get("audio", {})
     if "ours-ddim" in audio:
         add("audio: ours DDIM-10 real-time factor", audio["ours-ddim"]["rtf"], "", None,
@@ -614,6 +960,13 @@ def main() -> int:
     from rich.table import Table
 
     console = Console(width=180)
+    t = Table(title="One file, cold (new process each; median of interleaved rounds)")
+    for h in ("command", "median s", "best s", "peak RSS MiB", "imports TF"):
+        t.add_column(h)
+    for e in report["one_file"].values():
+        t.add_row(e["cmd"], _f(e.get("median_s"), 2), _f(e.get("best_s"), 2), _f(e.get("max_peak_rss_mib"), 0),
+                  _f(e.get("imports_tensorflow", "–")))
+    console.print(t)
     t = Table(title="Start-up (median wall time)")
     for h in ("command", "median s", "peak RSS MiB", "tool"):
         t.add_column(h)
