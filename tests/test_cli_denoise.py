@@ -210,8 +210,10 @@ def test_choice_options_show_their_values_in_help():
     assert "or auto (gaussian or salt-pepper, decided per file)" in row, row
 
 
-@pytest.mark.parametrize("option,value,choices", [("--method", "euler", "'onestep', 'ddim', 'ddpm'"),
-                                                  ("--noise-kind", "pink", "'gaussian', 'salt-pepper', 'poisson', 'auto'")])
+@pytest.mark.parametrize("option,value,choices", [
+    ("--method", "euler", "'onestep', 'ddim', 'ddpm'"),
+    ("--noise-kind", "pink", "'gaussian', 'salt-pepper', 'poisson', 'auto'"),
+])
 def test_bad_choice_is_one_line_usage_error(option, value, choices, tmp_path):
     """Typer checks the choice before any file is read or model loaded: exit 2, one line naming the option."""
     r = diffuse_in_process("denoise", "sample_data/photo-gray.png", "-o", tmp_path / "out.png", option, value)
